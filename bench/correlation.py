@@ -1,0 +1,205 @@
+"""Correlation throughput on PostgreSQL, and ingestion + correlation sustained with Celery workers.
+
+1. ``batch``: orders of the running example (13 observations each: checkout, three reacting
+   consumers in their own traces, one that never reacts), stored out of order in requests of 500,
+   then correlated in one go in this process: observations correlated per second.
+2. ``sustained``: two real Celery workers on Redis correlate while this process stores requests of
+   500 observations at a fixed offered rate (default 5,000/s) through ``tracing.store`` (the
+   collectors' bulk writer, which enqueues correlation after each commit, as in production). The
+   uncorrelated backlog is sampled every second; a steady state shows it flat, not growing.
+   HTTP decoding is measured by ``bench ingest``; this isolates storage plus correlation.
+
+It uses the API benchmark's database (``choreoscope_bench``, at least a million observations when
+``bench api`` ran first), so indexes have realistic sizes.
+
+    python -m bench correlation
+    BENCH_CORRELATION_RATE=8000 BENCH_CORRELATION_SECONDS=60 python -m bench correlation
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.api import DATABASE, database_url, setup_django
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+BATCH_OBSERVATIONS = int(os.environ.get("BENCH_CORRELATION_BATCH_OBSERVATIONS", "60000"))
+RATE = int(os.environ.get("BENCH_CORRELATION_RATE", "5000"))
+SECONDS = int(os.environ.get("BENCH_CORRELATION_SECONDS", "40"))
+WORKERS = int(os.environ.get("BENCH_CORRELATION_WORKERS", "2"))
+REQUEST = 500
+
+
+def order_records(observations: int, seed: int) -> list[Any]:
+    """Whole orders, shuffled within windows of about 40 orders (late parents, early effects)."""
+    from tests.tracing.factories import checkout_records
+
+    rng = random.Random(seed)
+    records: list[Any] = []
+    window: list[Any] = []
+    start = time.time_ns() - 600 * 1_000_000_000
+    index = 0
+    while len(records) + len(window) < observations:
+        window += checkout_records(f"bench-{seed}-{index}", start_ns=start + index * 1_000_000).records
+        index += 1
+        if len(window) >= 40 * 13:
+            rng.shuffle(window)
+            records += window
+            window = []
+    rng.shuffle(window)
+    return records + window
+
+
+def backlog() -> int:
+    from tracing.models import Observation
+
+    return Observation.objects.filter(flow__isnull=True).count()
+
+
+def batch_throughput() -> dict[str, Any]:
+    import tracing.store
+    from tracing.services import correlate_pending_observations
+
+    records = order_records(BATCH_OBSERVATIONS, seed=random.randrange(1 << 30))
+    enqueue, tracing.store.enqueue_correlation = tracing.store.enqueue_correlation, lambda: None
+    try:
+        for start in range(0, len(records), REQUEST):
+            tracing.store.store_observations(records[start : start + REQUEST])
+    finally:
+        tracing.store.enqueue_correlation = enqueue
+    pending = backlog()
+    started = time.monotonic()
+    correlated = correlate_pending_observations()
+    seconds = time.monotonic() - started
+    return {
+        "observations": len(records),
+        "pending_before": pending,
+        "correlated": correlated,
+        "seconds": round(seconds, 2),
+        "observations_per_second": round(correlated / seconds),
+    }
+
+
+def start_workers(prefix: str, count: int, log_path: Path) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(DATABASE),
+        "REDIS_URL": REDIS_URL,
+        "CHOREOSCOPE_REDIS_PREFIX": prefix,
+        "CHOREOSCOPE_IN_PROCESS_SCHEDULER": "0",
+    }
+    log = log_path.open("ab")
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "choreoscope",
+                "worker",
+                "--pool=solo",
+                "--loglevel=WARNING",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"bench{index}-{prefix}@%h",
+                "-Q",
+                prefix,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        for index in range(count)
+    ]
+
+
+def sustained() -> dict[str, Any]:
+    from django.db import close_old_connections
+
+    from tracing.store import store_observations
+
+    records = order_records(RATE * SECONDS, seed=random.randrange(1 << 30))
+    prefix = os.environ["CHOREOSCOPE_REDIS_PREFIX"]
+    workers = start_workers(prefix, WORKERS, Path("/tmp") / f"bench-correlation-{prefix}.log")
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((round(time.monotonic() - started, 1), backlog()))
+            stop.wait(1.0)
+        close_old_connections()
+
+    try:
+        time.sleep(5)  # workers connect to Redis and the database
+        started = time.monotonic()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        for index, start in enumerate(range(0, len(records), REQUEST)):
+            due = started + index * REQUEST / RATE
+            if (delay := due - time.monotonic()) > 0:
+                time.sleep(delay)
+            store_observations(records[start : start + REQUEST])
+        offered_seconds = time.monotonic() - started
+        while backlog() and time.monotonic() - started < offered_seconds + 300:
+            time.sleep(0.5)
+        drained_seconds = time.monotonic() - started
+        stop.set()
+        sampler.join()
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    quarter = max(len(samples) // 4, 1)
+    during = [value for at, value in samples if at <= offered_seconds]
+    return {
+        "offered_rate": RATE,
+        "workers": WORKERS,
+        "observations": len(records),
+        "ingest_seconds": round(offered_seconds, 1),
+        "achieved_ingest_rate": round(len(records) / offered_seconds),
+        "all_correlated_after_seconds": round(drained_seconds, 1),
+        "correlation_rate_overall": round(len(records) / drained_seconds),
+        "backlog_max_by_quarter": [max((v for _, v in samples[i * quarter : (i + 1) * quarter]), default=0) for i in range(4)],
+        "backlog_median_while_ingesting": sorted(during)[len(during) // 2] if during else 0,
+        "backlog_samples": samples[:: max(len(samples) // 40, 1)],
+    }
+
+
+def main() -> dict[str, Any]:
+    os.environ["CHOREOSCOPE_REDIS_PREFIX"] = f"bench-corr-{uuid.uuid4().hex[:6]}"
+    setup_django(redis_url=REDIS_URL)
+    from tracing.models import Observation
+
+    results: dict[str, Any] = {
+        "database": DATABASE,
+        "observations_in_database": Observation.objects.count(),
+        "note": "2-core machine shared with other work while measuring",
+    }
+    results["batch"] = batch_throughput()
+    results["sustained"] = sustained()
+    return results
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))

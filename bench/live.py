@@ -1,0 +1,330 @@
+"""Live latency, end to end: from the 2xx answer of ``POST /v1/events`` to the ``/ws/stream/``
+message that carries the event, on 20 open WebSocket clients, at 100 and at 2,000 events/s.
+
+A real server (``manage.py serve``) is started per mode: ``embedded`` (SQLite, in-memory channel
+layer, correlation in-process) and ``services`` (PostgreSQL, Redis, a Celery worker; a throwaway
+database and Redis prefix). Events are sent as CloudEvents batches over keep-alive connections,
+paced every 50 ms; each event carries its own flow key, so a client can tell when it arrived.
+
+The stream shows a sample when busy: one correlated batch carries at most its newest 200
+observations, and one socket gets at most one merged message per 0.25 s. So at 2,000 events/s
+most events are counted (``total``) but not listed; latency is measured over the events that
+were listed, and ``listed_share`` says how many that was.
+
+    python -m bench live
+    BENCH_LIVE_MODES=embedded BENCH_LIVE_RATES=100 BENCH_LIVE_SECONDS=5 python -m bench live
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import http.cookiejar
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PASSWORD = "bench-live-password-not-secret"  # noqa: S105 - a throwaway server's admin
+TICK_SECONDS = 0.05
+HEADERS = {"Content-Type": "application/cloudevents-batch+json"}
+EVENT_TYPES = ("OrderCreated", "PaymentAuthorized", "ShipmentPrepared", "EmailSent")
+
+
+def setting(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_LIVE_{name}", default)
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def ms(value: float | None) -> float | None:
+    return round(value * 1000, 1) if value is not None else None
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"bench_live_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def serving(mode: str, workdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHOREOSCOPE_DATA_DIR": str(workdir),
+        "PORT": str(port),
+        "OTLP_PORT": "0",
+        "DEMO": "0",
+        "ADMIN_PASSWORD": PASSWORD,
+        "LOG_LEVEL": "warning",
+        "CHOREOSCOPE_REDIS_PREFIX": f"bench-live-{uuid.uuid4().hex[:6]}",
+        "CHOREOSCOPE_IN_PROCESS_SCHEDULER": "0",
+    }
+    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    with postgres_database() if mode == "services" else nullcontext() as database_url:
+        if mode == "services":
+            env.update(DATABASE_URL=database_url, REDIS_URL=REDIS_URL)
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run([PYTHON, "manage.py", "ensureadmin"], cwd=ROOT, env=env, check=True, capture_output=True)
+        with (workdir / "server.log").open("ab") as log:
+            processes = [
+                subprocess.Popen(
+                    [PYTHON, "manage.py", "serve", "--no-demo", "--port", str(port), "--otlp-port", "0"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+            ]
+            if mode == "services":
+                worker = [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "choreoscope",
+                    "worker",
+                    "--pool=solo",
+                    "--loglevel=WARNING",
+                    "--without-heartbeat",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-Q",
+                    env["CHOREOSCOPE_REDIS_PREFIX"],
+                ]
+                processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=log))
+            try:
+                wait_for(f"http://127.0.0.1:{port}/healthz", processes[0])
+                yield f"127.0.0.1:{port}"
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    try:
+                        process.wait(15)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+
+
+@contextmanager
+def nullcontext() -> Iterator[str]:
+    yield ""
+
+
+def session_cookie(address: str) -> str:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"http://{address}/login/", timeout=10).read()
+    csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+    form = urllib.parse.urlencode({"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": csrf}).encode()
+    opener.open(
+        urllib.request.Request(f"http://{address}/login/", data=form, headers={"Referer": f"http://{address}/login/"}), timeout=10
+    ).read()
+    return "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
+
+
+# --- senders -------------------------------------------------------------------------------------
+
+
+def batch_body(keys: list[str], tick: int) -> bytes:
+    events = [
+        {
+            "specversion": "1.0",
+            "id": key,
+            "source": f"/bench/{EVENT_TYPES[n % 4].lower()}",
+            "type": EVENT_TYPES[n % 4],
+            "correlationid": key,
+            "data": {"order_id": key, "tick": tick},
+        }
+        for n, key in enumerate(keys)
+    ]
+    return json.dumps(events).encode()
+
+
+def send_schedule(address: str, rate: int, seconds: float, acked: dict[str, float], errors: list[str]) -> float:
+    """Send ``rate`` events/s for ``seconds`` on a few keep-alive connections; ``acked[key]`` is
+    the monotonic time the request holding ``key`` got its 2xx. Returns the achieved events/s."""
+    per_tick = max(1, round(rate * TICK_SECONDS))
+    ticks = int(seconds / TICK_SECONDS)
+    plan = []
+    for tick in range(ticks):
+        keys = [f"b{tick}-{n}-{uuid.uuid4().hex[:6]}" for n in range(per_tick)]
+        plan.append((tick * TICK_SECONDS, keys, batch_body(keys, tick)))
+    lock = threading.Lock()
+    cursor = iter(plan)
+    started = time.monotonic() + 0.2
+
+    def sender() -> None:
+        connection = http.client.HTTPConnection(address, timeout=30)
+        while True:
+            with lock:
+                item = next(cursor, None)
+            if item is None:
+                return
+            offset, keys, body = item
+            delay = started + offset - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                connection.request("POST", "/v1/events", body=body, headers=HEADERS)
+                response = connection.getresponse()
+                response.read()
+                now = time.monotonic()
+                if 200 <= response.status < 300:
+                    with lock:
+                        acked.update(dict.fromkeys(keys, now))
+                else:
+                    errors.append(f"HTTP {response.status}")
+            except OSError as error:
+                errors.append(repr(error))
+                connection = http.client.HTTPConnection(address, timeout=30)
+
+    threads = [threading.Thread(target=sender) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(acked) / max(max(acked.values(), default=started) - started, 1e-9)
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+async def client(
+    address: str,
+    cookie: str,
+    arrivals: dict[str, float],
+    ready: asyncio.Event,
+    messages: list[int],
+    delivery: list[float],
+    stop: asyncio.Event,
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        f"ws://{address}/ws/stream/", origin=f"http://{address}", additional_headers={"Cookie": cookie}, max_size=2**24
+    ) as socket:
+        json.loads(await socket.recv())  # the snapshot
+        ready.set()
+        while not stop.is_set():
+            try:
+                text = await asyncio.wait_for(socket.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            message = json.loads(text)
+            messages[0] += 1
+            if message["type"] == "snapshot":
+                messages[1] += 1
+            elif message.get("published_at"):
+                delivery.append(time.time() - message["published_at"])
+            for item in message.get("items", []):
+                arrivals.setdefault(item["flow_key"] or "", now)
+
+
+async def measure_rate(address: str, cookie: str, rate: int, seconds: float, clients: int) -> dict[str, Any]:
+    arrivals: list[dict[str, float]] = [{} for _ in range(clients)]
+    readies = [asyncio.Event() for _ in range(clients)]
+    counts = [[0, 0] for _ in range(clients)]
+    stop = asyncio.Event()
+    delivery: list[float] = []  # seconds from the publish after correlation's commit to a client's receipt
+    tasks = [
+        asyncio.create_task(client(address, cookie, arrivals[n], readies[n], counts[n], delivery, stop)) for n in range(clients)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in readies)), timeout=30)
+    acked: dict[str, float] = {}
+    errors: list[str] = []
+    achieved = await asyncio.to_thread(send_schedule, address, rate, seconds, acked, errors)
+    await asyncio.sleep(3)  # stragglers
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies = [arrived[key] - at for arrived in arrivals for key, at in acked.items() if key in arrived]
+    pairs = len(acked) * clients
+    return {
+        "target_events_per_s": rate,
+        "achieved_events_per_s": round(achieved, 1),
+        "events_acknowledged": len(acked),
+        "http_errors": len(errors),
+        "clients": clients,
+        "messages_per_client_per_s": round(statistics.mean(c[0] for c in counts) / (seconds + 3), 2),
+        "resyncs_per_client": round(statistics.mean(c[1] for c in counts), 1),
+        "listed_share": round(len(latencies) / pairs, 4) if pairs else None,
+        "latency_ms_p50": ms(percentile(latencies, 0.50)),
+        "latency_ms_p99": ms(percentile(latencies, 0.99)),
+        "latency_ms_max": ms(max(latencies)) if latencies else None,
+        "publish_to_client_ms_p50": ms(percentile(delivery, 0.50)),
+        "publish_to_client_ms_p99": ms(percentile(delivery, 0.99)),
+    }
+
+
+def main() -> dict[str, Any]:
+    modes = [m.strip() for m in setting("MODES", "embedded,services").split(",") if m.strip()]
+    rates = [int(r) for r in setting("RATES", "100,2000").split(",")]
+    seconds = float(setting("SECONDS", "10"))
+    clients = int(setting("CLIENTS", "20"))
+    results: dict[str, Any] = {"note": "shared 2-core machine; one run per cell; latency over listed events (see listed_share)"}
+    for mode in modes:
+        with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as address:
+            cookie = session_cookie(address)
+            for rate in rates:
+                print(f"  {mode}: {rate} events/s for {seconds:g} s, {clients} clients", flush=True)
+                results[f"{mode}_{rate}"] = asyncio.run(measure_rate(address, cookie, rate, seconds, clients))
+                print(f"    {results[f'{mode}_{rate}']}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

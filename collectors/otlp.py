@@ -1,0 +1,474 @@
+"""OTLP/HTTP traces: ``ExportTraceServiceRequest`` (protobuf or OTLP/JSON) into observation records,
+and the answers the OTLP/HTTP specification prescribes.
+
+Both encodings are flattened to the same records. A span whose ids cannot be stored is rejected
+on its own (partial success); a body that cannot be decoded at all is an ``OtlpDecodeError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+
+from tracing.records import ObservationRecord, span_identity
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+STATUS_ENUM = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+KIND_ENUM = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
+UNKNOWN_SERVICE = "unknown_service"
+MAX_REASONS = 5
+UINT64_MAX = 2**64 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# google.rpc.Code
+INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
+
+
+class OtlpDecodeError(Exception):
+    """The body is not an ExportTraceServiceRequest; the message says what was wrong."""
+
+
+@dataclass(slots=True)
+class TraceBatch:
+    records: list[ObservationRecord] = field(default_factory=list)
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < MAX_REASONS:
+            self.reasons.append(reason)
+
+    @property
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = f" (and {self.rejected - len(self.reasons)} more)" if self.rejected > len(self.reasons) else ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons) + more
+
+
+def time_problem(start_ns: int, end_ns: int) -> str | None:
+    # Stored as signed 64-bit nanoseconds: up to the year 2262.
+    if start_ns > INT64_MAX or end_ns > INT64_MAX:
+        return "start or end time is beyond the year 2262"
+    return None
+
+
+def id_problem(raw_hex: str, expected_bytes: int, what: str) -> str | None:
+    """Why a hex id cannot be stored, or None when it is fine."""
+    if len(raw_hex) != expected_bytes * 2:
+        return f"{what} must be {expected_bytes} bytes, got {len(raw_hex) // 2}"
+    if raw_hex.count("0") == len(raw_hex):
+        return f"{what} is all zeros"
+    return None
+
+
+def span_record(
+    *,
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str,
+    name: str,
+    service: str,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    status_code: int,
+    status_message: str,
+    attributes: dict[str, Any],
+    resource: dict[str, Any],
+    detail: dict[str, Any],
+) -> ObservationRecord:
+    return ObservationRecord(
+        kind="span",
+        identity=span_identity(trace_id, span_id),
+        name=name,
+        service=service,
+        start_ns=start_ns,
+        end_ns=end_ns or None,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        span_kind=kind if 0 <= kind <= 5 else 0,
+        status=STATUS_NAMES.get(status_code, "unset"),  # type: ignore[arg-type]
+        status_message=status_message,
+        attributes=attributes,
+        resource=resource,
+        detail=detail,
+    )
+
+
+def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value not in (0, "", None, [], {})}
+
+
+# --- protobuf ----------------------------------------------------------------------------------
+
+
+_SCALARS = frozenset({"string_value", "int_value", "bool_value"})
+
+
+def _pb_value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which in _SCALARS:
+        return getattr(value, which)
+    if which == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else str(number)
+    if which == "array_value":
+        return [_pb_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return _pb_attributes(value.kvlist_value.values)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return None
+
+
+def _pb_attributes(pairs: Iterable[Any]) -> dict[str, Any]:
+    return {pair.key: _pb_value(pair.value) for pair in pairs}
+
+
+def _pb_detail(span: Any, scope: dict[str, Any]) -> dict[str, Any]:
+    detail: dict[str, Any] = {"scope": scope}
+    if span.flags:
+        detail["flags"] = span.flags
+    if span.trace_state:
+        detail["trace_state"] = span.trace_state
+    if span.events:
+        detail["events"] = [
+            _drop_empty(
+                {
+                    "name": event.name,
+                    "time_ns": event.time_unix_nano,
+                    "attributes": _pb_attributes(event.attributes),
+                    "dropped_attributes_count": event.dropped_attributes_count,
+                }
+            )
+            for event in span.events
+        ]
+    if span.links:
+        detail["links"] = [
+            _drop_empty(
+                {
+                    "trace_id": link.trace_id.hex(),
+                    "span_id": link.span_id.hex(),
+                    "trace_state": link.trace_state,
+                    "attributes": _pb_attributes(link.attributes),
+                    "flags": link.flags,
+                    "dropped_attributes_count": link.dropped_attributes_count,
+                }
+            )
+            for link in span.links
+        ]
+    for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
+        if getattr(span, name):
+            detail[name] = getattr(span, name)
+    return detail
+
+
+def decode_protobuf(body: bytes) -> TraceBatch:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, ValueError) as error:
+        raise OtlpDecodeError(f"The body is not a valid protobuf ExportTraceServiceRequest: {error}") from None
+    batch = TraceBatch()
+    for resource_spans in request.resource_spans:
+        resource = _pb_attributes(resource_spans.resource.attributes)
+        service = resource.get("service.name")
+        service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+        for scope_spans in resource_spans.scope_spans:
+            pb_scope = scope_spans.scope
+            scope = _drop_empty(
+                {
+                    "name": pb_scope.name,
+                    "version": pb_scope.version,
+                    "schema_url": scope_spans.schema_url,
+                    "attributes": _pb_attributes(pb_scope.attributes),
+                }
+            )
+            for span in scope_spans.spans:
+                trace_id, span_id, parent = span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()
+                problem = id_problem(trace_id, 16, "trace_id") or id_problem(span_id, 8, "span_id")
+                if problem is None and parent and len(parent) != 16:
+                    problem = f"parent_span_id must be 8 bytes, got {len(parent) // 2}"
+                problem = problem or time_problem(span.start_time_unix_nano, span.end_time_unix_nano)
+                if problem:
+                    batch.reject(f"span {span.name!r}: {problem}")
+                    continue
+                batch.records.append(
+                    span_record(
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        parent_span_id="" if parent.count("0") == len(parent) else parent,
+                        name=span.name,
+                        service=service,
+                        kind=span.kind,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        status_code=span.status.code,
+                        status_message=span.status.message,
+                        attributes=_pb_attributes(span.attributes),
+                        resource=resource,
+                        detail=_pb_detail(span, scope),
+                    )
+                )
+    return batch
+
+
+# --- OTLP/JSON ---------------------------------------------------------------------------------
+# The OTLP/JSON mapping: lowerCamelCase keys, trace and span ids as (case-insensitive) hex, enums
+# as integers, 64-bit integers as decimal strings or numbers; unknown fields are ignored.
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OtlpDecodeError(f"{path} must be a JSON object.")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OtlpDecodeError(f"{path} must be a JSON array.")
+    return value
+
+
+def _string(value: Any, path: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise OtlpDecodeError(f"{path} must be a string.")
+    return value
+
+
+def _integer(value: Any, path: str, low: int = 0, high: int = UINT64_MAX) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii():
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise OtlpDecodeError(f"{path} must be an integer (a number or a decimal string), got {value!r:.40}.")
+    if not low <= number <= high:
+        raise OtlpDecodeError(f"{path} is out of range: {number}.")
+    return number
+
+
+def _enum(value: Any, names: dict[str, int], path: str) -> int:
+    if isinstance(value, str) and value in names:
+        return names[value]
+    return _integer(value, path, INT64_MIN, INT64_MAX)
+
+
+def _hex_id(value: Any, path: str) -> str:
+    text = _string(value, path).lower()
+    if text.strip("0123456789abcdef"):
+        raise OtlpDecodeError(f"{path} must be hex-encoded, got {text!r:.40}.")
+    return text
+
+
+def _json_value(value: Any, path: str) -> Any:
+    value = _object(value, path)
+    if "stringValue" in value:
+        return _string(value["stringValue"], path + ".stringValue")
+    if "boolValue" in value:
+        if not isinstance(value["boolValue"], bool):
+            raise OtlpDecodeError(f"{path}.boolValue must be true or false.")
+        return value["boolValue"]
+    if "intValue" in value:
+        return _integer(value["intValue"], path + ".intValue", INT64_MIN, INT64_MAX)
+    if "doubleValue" in value:
+        number = value["doubleValue"]
+        if isinstance(number, str) and number in ("NaN", "Infinity", "-Infinity"):
+            return number
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise OtlpDecodeError(f"{path}.doubleValue must be a number.")
+        return float(number)
+    if "arrayValue" in value:
+        items = _list(_object(value["arrayValue"], path + ".arrayValue").get("values"), path + ".arrayValue.values")
+        return [_json_value(item, f"{path}.arrayValue.values[{index}]") for index, item in enumerate(items)]
+    if "kvlistValue" in value:
+        return _json_attributes(_object(value["kvlistValue"], path + ".kvlistValue").get("values"), path + ".kvlistValue.values")
+    if "bytesValue" in value:
+        return _string(value["bytesValue"], path + ".bytesValue")
+    return None
+
+
+def _json_attributes(pairs: Any, path: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for index, pair in enumerate(_list(pairs, path)):
+        pair = _object(pair, f"{path}[{index}]")
+        attributes[_string(pair.get("key"), f"{path}[{index}].key")] = _json_value(pair.get("value"), f"{path}[{index}].value")
+    return attributes
+
+
+def _json_events(events: Any, path: str) -> list[dict[str, Any]]:
+    decoded = []
+    for index, event in enumerate(_list(events, path)):
+        event = _object(event, f"{path}[{index}]")
+        decoded.append(
+            _drop_empty(
+                {
+                    "name": _string(event.get("name"), f"{path}[{index}].name"),
+                    "time_ns": _integer(event.get("timeUnixNano"), f"{path}[{index}].timeUnixNano"),
+                    "attributes": _json_attributes(event.get("attributes"), f"{path}[{index}].attributes"),
+                    "dropped_attributes_count": _integer(
+                        event.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"
+                    ),
+                }
+            )
+        )
+    return decoded
+
+
+def _json_links(links: Any, path: str) -> list[dict[str, Any]]:
+    decoded = []
+    for index, link in enumerate(_list(links, path)):
+        link = _object(link, f"{path}[{index}]")
+        decoded.append(
+            _drop_empty(
+                {
+                    "trace_id": _hex_id(link.get("traceId"), f"{path}[{index}].traceId"),
+                    "span_id": _hex_id(link.get("spanId"), f"{path}[{index}].spanId"),
+                    "trace_state": _string(link.get("traceState"), f"{path}[{index}].traceState"),
+                    "attributes": _json_attributes(link.get("attributes"), f"{path}[{index}].attributes"),
+                    "flags": _integer(link.get("flags"), f"{path}[{index}].flags", 0, 2**32 - 1),
+                    "dropped_attributes_count": _integer(
+                        link.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"
+                    ),
+                }
+            )
+        )
+    return decoded
+
+
+def _json_span(
+    span: dict[str, Any], path: str, service: str, resource: dict[str, Any], scope: dict[str, Any], batch: TraceBatch
+) -> None:
+    trace_id, span_id = _hex_id(span.get("traceId"), path + ".traceId"), _hex_id(span.get("spanId"), path + ".spanId")
+    parent = _hex_id(span.get("parentSpanId"), path + ".parentSpanId")
+    status = _object(span.get("status"), path + ".status")
+    detail: dict[str, Any] = {"scope": scope}
+    detail.update(
+        _drop_empty(
+            {
+                "flags": _integer(span.get("flags"), path + ".flags", 0, 2**32 - 1),
+                "trace_state": _string(span.get("traceState"), path + ".traceState"),
+                "events": _json_events(span.get("events"), path + ".events"),
+                "links": _json_links(span.get("links"), path + ".links"),
+                "dropped_attributes_count": _integer(span.get("droppedAttributesCount"), path + ".droppedAttributesCount"),
+                "dropped_events_count": _integer(span.get("droppedEventsCount"), path + ".droppedEventsCount"),
+                "dropped_links_count": _integer(span.get("droppedLinksCount"), path + ".droppedLinksCount"),
+            }
+        )
+    )
+    record: dict[str, Any] = dict(
+        name=_string(span.get("name"), path + ".name"),
+        service=service,
+        kind=_enum(span.get("kind"), KIND_ENUM, path + ".kind"),
+        start_ns=_integer(span.get("startTimeUnixNano"), path + ".startTimeUnixNano"),
+        end_ns=_integer(span.get("endTimeUnixNano"), path + ".endTimeUnixNano"),
+        status_code=_enum(status.get("code"), STATUS_ENUM, path + ".status.code"),
+        status_message=_string(status.get("message"), path + ".status.message"),
+        attributes=_json_attributes(span.get("attributes"), path + ".attributes"),
+        resource=resource,
+        detail=detail,
+    )
+    problem = id_problem(trace_id, 16, "traceId") or id_problem(span_id, 8, "spanId")
+    if problem is None and parent and len(parent) != 16:
+        problem = f"parentSpanId must be 8 bytes, got {len(parent) // 2}"
+    problem = problem or time_problem(record["start_ns"], record["end_ns"])
+    if problem:
+        batch.reject(f"span {record['name']!r}: {problem}")
+        return
+    parent = "" if parent.count("0") == len(parent) else parent
+    batch.records.append(span_record(trace_id=trace_id, span_id=span_id, parent_span_id=parent, **record))
+
+
+def decode_json(body: bytes) -> TraceBatch:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
+    document = _object(document, "The body")
+    batch = TraceBatch()
+    for r_index, resource_spans in enumerate(_list(document.get("resourceSpans"), "resourceSpans")):
+        r_path = f"resourceSpans[{r_index}]"
+        resource_spans = _object(resource_spans, r_path)
+        resource = _json_attributes(
+            _object(resource_spans.get("resource"), r_path + ".resource").get("attributes"), r_path + ".resource.attributes"
+        )
+        service = resource.get("service.name")
+        service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+        for s_index, scope_spans in enumerate(_list(resource_spans.get("scopeSpans"), r_path + ".scopeSpans")):
+            s_path = f"{r_path}.scopeSpans[{s_index}]"
+            scope_spans = _object(scope_spans, s_path)
+            raw_scope = _object(scope_spans.get("scope"), s_path + ".scope")
+            scope = _drop_empty(
+                {
+                    "name": _string(raw_scope.get("name"), s_path + ".scope.name"),
+                    "version": _string(raw_scope.get("version"), s_path + ".scope.version"),
+                    "attributes": _json_attributes(raw_scope.get("attributes"), s_path + ".scope.attributes"),
+                    "schema_url": _string(scope_spans.get("schemaUrl"), s_path + ".schemaUrl"),
+                }
+            )
+            for index, span in enumerate(_list(scope_spans.get("spans"), s_path + ".spans")):
+                path = f"{s_path}.spans[{index}]"
+                _json_span(_object(span, path), path, service, resource, scope, batch)
+    return batch
+
+
+def decode_traces(body: bytes, content_type: str) -> TraceBatch:
+    """``content_type`` is the media type essence: application/x-protobuf or application/json."""
+    return decode_protobuf(body) if content_type == PROTOBUF else decode_json(body)
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def export_response(content_type: str, rejected: int = 0, error_message: str = "") -> bytes:
+    """An ExportTraceServiceResponse, with partial_success only when something was rejected."""
+    if content_type == PROTOBUF:
+        response = ExportTraceServiceResponse()
+        if rejected or error_message:
+            response.partial_success.rejected_spans = rejected
+            response.partial_success.error_message = error_message
+        return response.SerializeToString()
+    if not (rejected or error_message):
+        return b"{}"
+    # proto3 JSON writes int64 as a decimal string.
+    return json.dumps({"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": error_message}}).encode()
+
+
+def status_body(content_type: str, code: int, message: str) -> bytes:
+    """A google.rpc.Status, as OTLP/HTTP requires for 4xx and 5xx answers."""
+    if content_type == PROTOBUF:
+        return status_pb2.Status(code=code, message=message).SerializeToString()
+    return json.dumps({"code": code, "message": message}).encode()
+
+
+def answer_content_type(content_type: str) -> str:
+    return PROTOBUF if content_type == PROTOBUF else JSON

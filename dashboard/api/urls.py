@@ -1,0 +1,18 @@
+"""Routes of the JSON API, included under ``/api/`` by ``dashboard.urls``."""
+
+from django.urls import path
+
+from dashboard.api import alerts, flows, schema, topology
+
+app_name = "api"
+
+urlpatterns = [
+    path("flows", flows.flows, name="flows"),
+    path("flows/<str:flow_id>", flows.flow, name="flow"),
+    path("schema", schema.schema, name="schema"),
+    path("topology", topology.topology, name="topology"),
+    path("alerts", alerts.alerts, name="alerts"),
+    path("alerts/groups", alerts.groups, name="alert-groups"),
+    path("alerts/<int:alert_id>/ack", alerts.acknowledge, name="alert-ack"),
+    path("flow-models", alerts.flow_models, name="flow-models"),
+]

@@ -1,0 +1,116 @@
+"""Publishing to channel-layer groups: after commit, numbered, never at the cost of the write.
+
+Every group message is ``{"type": "live.delta", "seq": n, "data": {...}}``. ``seq`` counts the
+messages of one group (a cache counter: Redis in production, local memory embedded), so a
+consumer that sees a hole knows a message was lost (channel layers drop by design) and sends
+its client a fresh snapshot instead. Group names are built here, from server-side values only.
+
+Any app can publish: ``publish_on_commit(alerts_group(), lambda: {...})``. A publishing failure
+is logged and swallowed: a dashboard that misses an update must never fail the transaction
+that made it, nor the task that correlated it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "live.delta"  # handled by LiveConsumer.live_delta
+SEQUENCE_KEY = "live:seq:{group}"
+WATCH_KEY = "live:watch:{group}"
+# A flow group is published to only while a page watches it; a page renews its mark this often.
+WATCH_SECONDS = 90
+# Per-flow counters live as long as the data may; the few hot group counters never expire.
+FLOW_SEQUENCE_SECONDS = 8 * 24 * 3600
+
+STREAM_GROUP = "live.stream"
+TOPOLOGY_GROUP = "live.topology"
+ALERTS_GROUP = "live.alerts"
+
+
+def flow_group(flow_id: int) -> str:
+    return f"live.flow.{int(flow_id)}"
+
+
+def alerts_group() -> str:
+    return ALERTS_GROUP
+
+
+def _sequence_timeout(group: str) -> int | None:
+    return FLOW_SEQUENCE_SECONDS if group.startswith("live.flow.") else None
+
+
+def next_sequence(group: str) -> int:
+    key = SEQUENCE_KEY.format(group=group)
+    cache.add(key, 0, timeout=_sequence_timeout(group))
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 0, timeout=_sequence_timeout(group))
+        return cache.incr(key)
+
+
+def current_sequence(group: str) -> int:
+    return int(cache.get(SEQUENCE_KEY.format(group=group)) or 0)
+
+
+def watch(group: str) -> None:
+    """Mark a group as watched by an open page (renewed by the page's consumer)."""
+    cache.set(WATCH_KEY.format(group=group), 1, timeout=WATCH_SECONDS)
+
+
+def watched(groups: list[str]) -> set[str]:
+    if not groups:
+        return set()
+    found = cache.get_many([WATCH_KEY.format(group=group) for group in groups])
+    return {group for group in groups if WATCH_KEY.format(group=group) in found}
+
+
+def group_message(group: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": MESSAGE_TYPE, "seq": next_sequence(group), "data": data}
+
+
+async def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+def publish_many(payloads: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send each ``(group, data)`` now, numbered, in one trip to the channel layer."""
+    try:
+        messages = [(group, group_message(group, data)) for group, data in payloads]
+        if messages:
+            async_to_sync(_send_all)(messages)
+    except Exception:
+        log.exception("publishing %d live message(s) failed; open pages will resync on their next message", len(payloads))
+
+
+def publish(group: str, data: dict[str, Any]) -> None:
+    publish_many([(group, data)])
+
+
+def publish_on_commit(group: str, build: Callable[[], dict[str, Any] | None]) -> None:
+    """After the current transaction commits, build the message (reads see the committed data)
+    and send it to ``group``; nothing is sent if the transaction rolls back."""
+
+    def send() -> None:
+        try:
+            data = build()
+        except Exception:
+            log.exception("building a live message for %s failed", group)
+            return
+        if data is not None:
+            publish(group, data)
+
+    transaction.on_commit(send)

@@ -1,0 +1,231 @@
+"""What the live sockets carry: stream items, flow updates and map pulses, built once per
+correlated batch and published after its commit (``on_flows_changed``), plus the snapshots a
+page receives when it connects or resyncs.
+
+One batch makes at most one message per group: one for the stream (its newest observations,
+capped), one per watched flow it touched, one for the service map. Flows nobody has open are
+not published at all, so a burst of new orders costs three group sends, not thousands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache
+
+from dashboard.broadcast import STREAM_GROUP, TOPOLOGY_GROUP, flow_group, publish_many, watched
+from tracing.models import Flow, Observation
+from tracing.queries import flow_detail, iso_from_ns, resolve_flow
+from tracing.topology import batch_pulses, observed_topology
+
+log = logging.getLogger(__name__)
+
+STREAM_BATCH_CAP = 200  # newest observations of one batch carried to the stream
+STREAM_SNAPSHOT_SIZE = 100
+# Observations of one batch whose map pulses are drawn: a sample of a busy batch is enough to
+# animate the map (each id costs the database a lookup, in the worker, after every batch).
+PULSE_BATCH_CAP = 200
+OBSERVATION_STATUSES = ("ok", "error", "unset")
+FLOW_STATUSES = tuple(Flow.Status.values)
+STREAM_FIELDS = ("id", "kind", "name", "service", "flow_id", "flow__key", "flow__status", "status", "start_ns", "received_at")
+
+
+# --- The stream -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamFilters:
+    service: str = ""
+    type: str = ""
+    key: str = ""
+    status: str = ""  # an observation status (ok, error, unset) or a flow status (running, …)
+
+    def is_empty(self) -> bool:
+        return not (self.service or self.type or self.key or self.status)
+
+
+def parse_stream_filters(raw: Mapping[str, Any]) -> StreamFilters:
+    values: dict[str, str] = {}
+    for name in ("service", "type", "key", "status"):
+        value = raw.get(name) or ""
+        if not isinstance(value, str):
+            raise ValueError(f"filter '{name}' must be a string.")
+        if len(value) > 255:
+            raise ValueError(f"filter '{name}' is longer than 255 characters.")
+        values[name] = value.strip()
+    if values["status"] and values["status"] not in OBSERVATION_STATUSES + FLOW_STATUSES:
+        raise ValueError(f"filter 'status' must be one of {', '.join(OBSERVATION_STATUSES + FLOW_STATUSES)}.")
+    return StreamFilters(**values)
+
+
+def stream_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "name": row["name"],
+        "service": row["service"],
+        "status": row["status"],
+        "time": iso_from_ns(row["start_ns"]),
+        "received_at": row["received_at"].isoformat(),
+        "flow_id": row["flow_id"],
+        "flow_key": row["flow__key"],
+        "flow_status": row["flow__status"],
+    }
+
+
+def stream_item_matches(item: Mapping[str, Any], filters: StreamFilters) -> bool:
+    if filters.service and item["service"] != filters.service:
+        return False
+    if filters.type and item["name"] != filters.type:
+        return False
+    if filters.key and item["flow_key"] != filters.key:
+        return False
+    if filters.status in OBSERVATION_STATUSES:
+        return item["status"] == filters.status
+    return not filters.status or item["flow_status"] == filters.status
+
+
+def stream_items(observation_ids: list[int]) -> list[dict[str, Any]]:
+    """The newest ``STREAM_BATCH_CAP`` of these observations, oldest first."""
+    newest = sorted(observation_ids)[-STREAM_BATCH_CAP:]
+    rows = Observation.objects.filter(id__in=newest).order_by("id").values(*STREAM_FIELDS)
+    return [stream_item(row) for row in rows]
+
+
+def stream_snapshot(filters: StreamFilters) -> list[dict[str, Any]]:
+    """The newest observations matching ``filters``, oldest first."""
+    observations = Observation.objects.all()
+    if filters.service:
+        observations = observations.filter(service=filters.service)
+    if filters.type:
+        observations = observations.filter(name=filters.type)
+    if filters.key:
+        observations = observations.filter(flow__key=filters.key)
+    if filters.status in OBSERVATION_STATUSES:
+        observations = observations.filter(status=filters.status)
+    elif filters.status:
+        observations = observations.filter(flow__status=filters.status)
+    rows = list(observations.order_by("-id").values(*STREAM_FIELDS)[:STREAM_SNAPSHOT_SIZE])
+    return [stream_item(row) for row in reversed(rows)]
+
+
+def recent_names(sample: int = 2000) -> tuple[list[str], list[str]]:
+    """Services and observation names seen lately: suggestions for the stream's filters."""
+    rows = Observation.objects.order_by("-id").values_list("service", "name")[:sample]
+    return sorted({service for service, _ in rows}), sorted({name for _, name in rows})
+
+
+# --- Flows ------------------------------------------------------------------------------------
+
+
+def flow_snapshot(flow_id: int) -> dict[str, Any] | None:
+    """The flow's detail (the ``GET /api/flows/<id>`` shape), following merges; None if unknown."""
+    flow = resolve_flow(flow_id)
+    return page_detail(flow) if flow is not None else None
+
+
+def page_detail(flow: Flow) -> dict[str, Any]:
+    """The detail as the flow page draws it (its span links resolved to other flows)."""
+    from dashboard.views.flows import with_linked_flows
+
+    return with_linked_flows(flow_detail(flow))
+
+
+def flow_updates(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> list[tuple[str, dict[str, Any]]]:
+    """One message per watched flow this batch touched: its new state and which nodes are new;
+    a watched flow absorbed by another is told where its observations went."""
+    groups = {flow_group(flow_id): flow_id for flow_id in flow_ids}
+    groups.update({flow_group(absorbed): absorbed for absorbed in merged})
+    open_groups = watched(list(groups))
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for group in sorted(open_groups):
+        flow_id = groups[group]
+        if flow_id in merged:
+            messages.append((group, {"merged_into": merged[flow_id]}))
+            continue
+        flow = Flow.objects.filter(id=flow_id, merged_into__isnull=True).first()
+        if flow is None:
+            continue
+        new_ids = list(Observation.objects.filter(flow_id=flow_id, id__in=observation_ids).values_list("id", flat=True))
+        messages.append((group, {"flow": page_detail(flow), "new": sorted(new_ids)}))
+    return messages
+
+
+# --- The service map ---------------------------------------------------------------------------
+
+TOPOLOGY_CACHE_SECONDS = 5
+
+
+def topology_snapshot(window: str, seconds: int) -> dict[str, Any]:
+    """The map over a window; open maps and the API share one computation every few seconds."""
+    key = f"live:topology:{window}"
+    topology = cache.get(key)
+    if topology is None:
+        topology = observed_topology(seconds)
+        cache.set(key, topology, timeout=TOPOLOGY_CACHE_SECONDS)
+    return topology
+
+
+def forget_stale_topologies(pulses: list[dict[str, Any]]) -> None:
+    """Drop cached maps that lack an edge this batch used, so that the snapshot an open map
+    asks for on seeing an unknown edge (a new consumer) already shows it."""
+    from tracing.topology import WINDOWS
+
+    keys = [f"live:topology:{window}" for window in WINDOWS]
+    used = {(pulse["source"], pulse["target"]) for pulse in pulses}
+    stale = [
+        key
+        for key, topology in cache.get_many(keys).items()
+        if not used <= {(edge["source"], edge["target"]) for edge in topology["edges"]}
+    ]
+    if stale:
+        cache.delete_many(stale)
+
+
+# --- Publishing a correlated batch ------------------------------------------------------------
+
+
+Messages = list[tuple[str, dict[str, Any]]]
+
+
+def batch_messages(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> Messages:
+    messages: Messages = []
+    if observation_ids:
+        # published_at (unix seconds) lets a client tell correlation lag from delivery lag.
+        messages.append(
+            (STREAM_GROUP, {"items": stream_items(observation_ids), "total": len(observation_ids), "published_at": time.time()})
+        )
+        pulses = batch_pulses(sorted(observation_ids)[-PULSE_BATCH_CAP:])
+        if pulses:
+            forget_stale_topologies(pulses)
+            messages.append((TOPOLOGY_GROUP, {"pulses": pulses}))
+    messages.extend(flow_updates(flow_ids, observation_ids, merged))
+    return messages
+
+
+def publish_batch(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> None:
+    try:
+        messages = batch_messages(flow_ids, observation_ids, merged)
+    except Exception:
+        log.exception("building live messages for a correlated batch failed")
+        return
+    publish_many(messages)
+
+
+def on_flows_changed(
+    sender: object,
+    flow_ids: list[int] | None = None,
+    observation_ids: list[int] | None = None,
+    merged: Mapping[int, int] | None = None,
+    **kwargs: object,
+) -> None:
+    """Receiver of ``tracing.signals.flows_changed``; sent inside the correlation transaction,
+    so the messages are built and sent only once it commits."""
+    from django.db import transaction
+
+    flows, observations, absorbed = list(flow_ids or []), list(observation_ids or []), dict(merged or {})
+    transaction.on_commit(lambda: publish_batch(flows, observations, absorbed))

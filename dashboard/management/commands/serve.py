@@ -1,0 +1,137 @@
+"""Serve everything from one process: pages, JSON API, WebSockets and ingestion on PORT, and
+OTLP/HTTP on OTLP_PORT too (4318, the OpenTelemetry SDKs' default), so an instrumented service
+needs no configuration. In the embedded default it also runs the periodic jobs; with DEMO=1 it
+starts the demo shop as a separate process once the server answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from uvicorn.supervisors import Multiprocess
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        raise CommandError(f"Cannot listen on {host}:{port}: {error.strerror}. Set PORT or OTLP_PORT to a free port.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def wait_until_serving(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own http:// URL
+                return True
+        except Exception:
+            time.sleep(0.3)
+    return False
+
+
+class Command(BaseCommand):
+    help = "Serve Choreoscope (HTTP + WebSockets + OTLP) with uvicorn."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=settings.BIND_HOST)
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--otlp-port", type=int, default=settings.OTLP_PORT, help="0 disables the extra OTLP listener.")
+        parser.add_argument("--demo", action=argparse_bool(), default=settings.DEMO)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.WEB_CONCURRENCY,
+            help="Server processes sharing the listening sockets (needs REDIS_URL when above 1).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port, otlp_port, workers = options["host"], options["port"], options["otlp_port"], options["workers"]
+        if workers < 1:
+            raise CommandError("--workers must be at least 1.")
+        if workers > 1 and not settings.REDIS_URL:
+            # The in-memory channel layer and in-process tasks live in one process; several
+            # processes need Redis to share live updates and work.
+            raise CommandError("--workers above 1 needs REDIS_URL; the embedded mode serves from one process.")
+        sockets = [listening_socket(host, port)]
+        if otlp_port and otlp_port != port:
+            sockets.append(listening_socket(host, otlp_port))
+
+        scheduler = None
+        if settings.IN_PROCESS_SCHEDULER:
+            from choreoscope.scheduler import InProcessScheduler
+
+            scheduler = InProcessScheduler()
+            scheduler.start()
+
+        local_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison, not a bind
+        base_url = f"http://{local_host}:{port}"
+        demo = DemoProcess(base_url, otlp_port or port) if options["demo"] else None
+        if demo:
+            threading.Thread(target=demo.start_when_ready, daemon=True).start()
+
+        self.stdout.write(
+            f"Choreoscope on {base_url}/  (OTLP/HTTP also on :{otlp_port})" if len(sockets) > 1 else f"Choreoscope on {base_url}/"
+        )
+        config = uvicorn.Config(
+            "choreoscope.asgi:application",
+            log_level=settings.LOG_LEVEL.lower(),
+            lifespan="off",
+            access_log=False,
+            workers=workers,
+        )
+        try:
+            if workers > 1:
+                # Every worker accepts on the same inherited sockets; the kernel spreads connections.
+                Multiprocess(config, sockets=sockets).run()
+            else:
+                uvicorn.Server(config).run(sockets=sockets)
+        finally:
+            if demo:
+                demo.stop()
+            if scheduler:
+                scheduler.stop()
+
+
+class DemoProcess:
+    def __init__(self, base_url: str, otlp_port: int) -> None:
+        self.base_url = base_url
+        self.otlp_port = otlp_port
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    def start_when_ready(self) -> None:
+        if not wait_until_serving(f"{self.base_url}/healthz") or self._stopping:
+            return
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": self.base_url.rsplit(":", 1)[0] + f":{self.otlp_port}"}
+        self.process = subprocess.Popen([sys.executable, "manage.py", "demo", "--target", self.base_url], env=env)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def argparse_bool() -> Any:
+    import argparse
+
+    return argparse.BooleanOptionalAction

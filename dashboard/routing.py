@@ -1,0 +1,12 @@
+"""WebSocket routes (``/ws/...``); the ASGI app wraps them in origin and session checks."""
+
+from django.urls import path
+
+from dashboard import alerts_live, consumers
+
+websocket_urlpatterns: list = [
+    path("ws/stream/", consumers.StreamConsumer.as_asgi()),
+    path("ws/flows/<int:flow_id>/", consumers.FlowConsumer.as_asgi()),
+    path("ws/topology/", consumers.TopologyConsumer.as_asgi()),
+    path("ws/alerts/", alerts_live.AlertsConsumer.as_asgi()),
+]

@@ -1,0 +1,200 @@
+// The live stream page (/live/): rows from /ws/stream/, newest first, in a bounded buffer.
+// Filters are applied by the server; pausing freezes the table while the buffer keeps filling.
+
+import { LiveSocket, showStatus } from "./live-socket.js";
+
+const config = JSON.parse(document.getElementById("live-config").textContent);
+const rowsBody = document.getElementById("live-rows");
+const empty = document.getElementById("live-empty");
+const rateOut = document.getElementById("live-rate");
+const statusOut = document.getElementById("live-status");
+const pauseButton = document.getElementById("live-pause");
+const message = document.getElementById("live-message");
+const form = document.getElementById("live-filters");
+
+const RATE_WINDOW_MS = 10000;
+const state = { items: [], ids: new Set(), paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
+
+function cell(text, className = "") {
+  const td = document.createElement("td");
+  if (className) td.className = className;
+  td.textContent = text;
+  return td;
+}
+
+function clock(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "—";
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+}
+
+function flowHref(item) {
+  return `${config.flows_url}${encodeURIComponent(item.flow_id)}/`;
+}
+
+function rowFor(item) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = item.id;
+  tr.className = `live-row row-${item.kind}${item.status === "error" ? " is-error" : ""}`;
+  const time = cell("", "cell-time");
+  const stamp = document.createElement("time");
+  stamp.dateTime = item.time || item.received_at;
+  stamp.textContent = clock(item.time || item.received_at);
+  stamp.title = `${item.time} (received ${item.received_at})`;
+  time.append(stamp);
+  const type = cell("", "cell-type");
+  const kind = document.createElement("span");
+  kind.className = `kind kind-${item.kind}`;
+  kind.textContent = item.kind === "event" ? "event" : "span";
+  const name = document.createElement("span");
+  name.className = "type-name";
+  name.textContent = item.name;
+  type.append(kind, name);
+  const flow = cell("", "cell-flow");
+  if (item.flow_id) {
+    const link = document.createElement("a");
+    link.href = flowHref(item);
+    link.textContent = item.flow_key;
+    flow.append(link);
+  } else {
+    flow.append(Object.assign(document.createElement("span"), { className: "muted", textContent: "correlating…" }));
+  }
+  const status = cell("", "cell-status");
+  const badge = document.createElement("span");
+  const shown = item.status === "error" ? "error" : item.flow_status || item.status;
+  badge.className = `badge badge-${item.status === "error" ? "failed" : shown}`;
+  badge.textContent = item.status === "error" ? "error" : shown || "";
+  status.append(badge);
+  tr.title = `${item.time} · ${item.kind} ${item.name} · ${item.service}`;
+  tr.append(time, cell(item.service, "cell-service"), type, flow, status);
+  return tr;
+}
+
+function render(fresh = null) {
+  empty.hidden = state.items.length > 0;
+  if (fresh === null) {
+    rowsBody.replaceChildren(...state.items.map(rowFor));
+    return;
+  }
+  const rows = fresh.map((item) => {
+    const row = rowFor(item);
+    row.classList.add("fresh");
+    return row;
+  });
+  rowsBody.prepend(...rows);
+  while (rowsBody.children.length > state.items.length) rowsBody.lastElementChild.remove();
+}
+
+function admit(items) {
+  // Items arrive oldest first; the table shows newest first.
+  const fresh = [];
+  for (const item of items) {
+    if (state.ids.has(item.id)) continue;
+    state.ids.add(item.id);
+    fresh.unshift(item);
+  }
+  state.items = fresh.concat(state.items);
+  for (const dropped of state.items.splice(config.buffer)) state.ids.delete(dropped.id);
+  return fresh;
+}
+
+function countArrivals(total) {
+  const now = performance.now();
+  state.arrivals.push([now, total]);
+  while (state.arrivals.length && now - state.arrivals[0][0] > RATE_WINDOW_MS) state.arrivals.shift();
+}
+
+function showRate() {
+  const now = performance.now();
+  while (state.arrivals.length && now - state.arrivals[0][0] > RATE_WINDOW_MS) state.arrivals.shift();
+  const total = state.arrivals.reduce((sum, [, n]) => sum + n, 0);
+  const rate = total / (RATE_WINDOW_MS / 1000);
+  rateOut.textContent = rate >= 10 ? rate.toFixed(0) : rate.toFixed(1);
+}
+
+function showPaused() {
+  pauseButton.setAttribute("aria-pressed", String(state.paused));
+  pauseButton.textContent = state.paused ? `Resume${state.unseen ? ` (${state.unseen} new)` : ""}` : "Pause";
+  if (state.paused) showStatus(statusOut, "paused");
+}
+
+function hasFilters(filters) {
+  return Object.values(filters).some(Boolean);
+}
+
+const socket = new LiveSocket("/ws/stream/", {
+  hello: () => (hasFilters(state.filters) ? { filters: state.filters } : null),
+  onStatus: (status, text) => {
+    if (status === "error") {
+      message.hidden = false;
+      message.textContent = text;
+      return;
+    }
+    if (!state.paused || status !== "live") showStatus(statusOut, status, text);
+  },
+  onSnapshot: (snapshot) => {
+    state.items = [];
+    state.ids = new Set();
+    admit(snapshot.items);
+    if (!state.paused) render();
+  },
+  onDelta: (delta) => {
+    countArrivals(delta.total || 0);
+    const fresh = admit(delta.items || []);
+    if (state.paused) {
+      state.unseen += fresh.length;
+      showPaused();
+    } else if (fresh.length) {
+      render(fresh);
+    }
+  },
+});
+
+pauseButton.addEventListener("click", () => {
+  state.paused = !state.paused;
+  if (!state.paused) {
+    state.unseen = 0;
+    render();
+    showStatus(statusOut, "live");
+  }
+  showPaused();
+});
+
+document.getElementById("live-clear").addEventListener("click", () => {
+  state.items = [];
+  state.ids = new Set();
+  state.unseen = 0;
+  render();
+  showPaused();
+});
+
+function readFilters() {
+  const data = new FormData(form);
+  return { service: data.get("service").trim(), type: data.get("type").trim(), key: data.get("key").trim(), status: data.get("status") };
+}
+
+function applyFilters(filters) {
+  state.filters = filters;
+  message.hidden = true;
+  const query = new URLSearchParams(Object.entries(filters).filter(([, value]) => value));
+  history.replaceState(null, "", `${location.pathname}${query.toString() ? `?${query}` : ""}`);
+  socket.send({ type: "subscribe", filters });
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  applyFilters(readFilters());
+});
+form.addEventListener("reset", () => {
+  // The reset restores the values the page was loaded with; clear them instead.
+  setTimeout(() => {
+    for (const input of form.querySelectorAll("input")) input.value = "";
+    form.querySelector("select").value = "";
+    applyFilters(readFilters());
+  });
+});
+form.querySelector("select").addEventListener("change", () => applyFilters(readFilters()));
+
+setInterval(showRate, 1000);
+document.body.dataset.liveReady = "true";

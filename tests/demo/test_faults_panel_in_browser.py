@@ -1,0 +1,96 @@
+"""The faults panel drives a running demo: a separate process that re-reads its faults."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def running_demo(server):
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "demo",
+            "--target",
+            server.url,
+            "--rate",
+            "4",
+            "--latency-scale",
+            "0.3",
+            "--events-via",
+            "http",
+            "--services",
+            "checkout,warehouse,rewards",
+            "--seed",
+            "4",
+        ],
+        cwd=ROOT,
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield demo
+    if demo.poll() is None:
+        demo.kill()
+
+
+def eventually(check, timeout: float, every: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {check.__doc__ or check}")
+        time.sleep(every)
+
+
+def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_when_it_returns(page, running_demo):
+    panel = page.locator("#demo-faults")
+    warehouse = panel.locator("form.fault-row[data-service=warehouse]")
+
+    def panel_shows_the_running_demo() -> bool:
+        # The server is shared with other demo tests: wait for this demo to have cleared the
+        # faults an earlier run left behind.
+        page.reload()
+        return (
+            panel.count() == 1
+            and panel.locator(".demo-running").get_attribute("data-running") == "yes"
+            and panel.locator(".demo-faulty").text_content() == "all services healthy"
+        )
+
+    def waiting() -> int:
+        return int(warehouse.locator(".fault-backlog-value").text_content() or 0)
+
+    eventually(panel_shows_the_running_demo, 40, every=1.0)
+    assert panel.locator(".demo-faulty").text_content() == "all services healthy"
+    panel.locator("summary").click()  # folded while every service is healthy
+    expect(warehouse.locator(".fault-state")).to_have_text("running")
+
+    warehouse.locator("input[name=offline]").check()
+    warehouse.locator("button").click()
+    expect(panel.locator(".demo-message")).to_have_text("warehouse: offline.")
+    expect(panel.locator(".demo-faulty")).to_have_text("warehouse offline")
+    expect(warehouse.locator(".fault-state")).to_have_text("offline", timeout=10_000)
+    # Orders keep coming while nobody in the warehouse reads them (the panel refreshes every 2 s).
+    eventually(lambda: waiting() >= 8, 15)
+
+    warehouse.locator("input[name=offline]").uncheck()
+    warehouse.locator("button").click()
+    expect(warehouse.locator(".fault-state")).to_have_text("running", timeout=10_000)
+    eventually(lambda: waiting() < 5, 15)
+
+    running_demo.send_signal(signal.SIGINT)
+    output, _ = running_demo.communicate(timeout=20)
+    assert running_demo.returncode == 0, output
+    assert "Demo shop stopped after" in output
+    assert "warehouse: offline" in output and "warehouse: healthy" in output

@@ -1,0 +1,132 @@
+"""The shop against a stand-in sink: what a real service would put on the wire."""
+
+from collections import Counter
+
+import pytest
+
+from demo.catalog import SERVICES
+from demo.faults import Faults
+from demo.services import CheckoutService
+from demo.shop import Shop, ShopConfig
+from tests.demo.sink import start_sink
+
+PRODUCER, CONSUMER = 4, 5
+
+
+@pytest.fixture
+def sink():
+    sink, server = start_sink()
+    yield sink
+    server.shutdown()
+
+
+def run_shop(sink, seconds: float, faults: dict[str, Faults] | None = None, token: str | None = None) -> Shop:
+    config = ShopConfig(
+        target=sink.url, rate=10.0, services=SERVICES, fraud_joins_after=0, token=token, seed=3, latency_scale=0.2
+    )
+    shop = Shop(config, read_faults=lambda: dict(faults or {}), report_backlogs=lambda backlogs: None)
+    shop.start()
+    shop.stopping.wait(seconds)
+    shop.stop(drain_seconds=12)
+    return shop
+
+
+def test_every_service_reports_spans_and_events_that_tie_an_order_together(sink, monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    shop = run_shop(sink, 1.5, token="demo-token")
+    assert shop.orders() >= 5
+
+    assert {span.service for span in sink.spans} == set(SERVICES)
+    assert {event["source"] for event in sink.events} == set(SERVICES)
+    assert sink.authorizations == {"Bearer demo-token"}
+
+    producers = {(span.trace_id, span.span_id): span for span in sink.spans if span.kind == PRODUCER}
+    consumers = [span for span in sink.spans if span.kind == CONSUMER]
+    assert consumers and all(span.attributes["messaging.operation.type"] == "process" for span in consumers)
+    for consumer in consumers:
+        # A consumer starts its own trace and links to the producer's context.
+        (link,) = consumer.links
+        producer = producers[link]
+        assert consumer.trace_id != producer.trace_id and consumer.parent_span_id == ""
+        assert producer.attributes["messaging.message.id"] == consumer.attributes["messaging.message.id"]
+        assert producer.attributes["messaging.operation.type"] == "send"
+        assert consumer.attributes["order.id"] == producer.attributes["order.id"]
+
+    events_by_id = {event["id"]: event for event in sink.events}
+    for event in sink.events:
+        _, trace_id, span_id, _ = event["traceparent"].split("-")
+        emitter = producers[(trace_id, span_id)]
+        assert emitter.attributes["messaging.message.id"] == event["id"]
+        assert event["correlationid"] == event["data"]["order_id"] == emitter.attributes["order.id"]
+        if event["type"] == "OrderCreated":
+            assert "causationid" not in event
+        else:
+            cause = events_by_id[event["causationid"]]
+            assert cause["correlationid"] == event["correlationid"]
+
+
+def test_reactions_follow_the_choreography(sink):
+    run_shop(sink, 1.5)
+    events = {(event["type"], event["causationid"]) for event in sink.events if "causationid" in event}
+    types_by_id = {event["id"]: event["type"] for event in sink.events}
+    reactions = Counter((types_by_id[cause], effect) for effect, cause in events if cause in types_by_id)
+    assert set(reactions) == {
+        ("OrderCreated", "EmailSent"),
+        ("OrderCreated", "ShipmentPrepared"),
+        ("OrderCreated", "PointsCreated"),
+        ("OrderCreated", "FraudCleared"),
+        ("ShipmentPrepared", "ShipmentDispatched"),
+        ("ShipmentDispatched", "DispatchNoticeSent"),
+    }
+
+
+def test_a_drop_fault_leaves_orders_without_that_services_reaction(sink):
+    run_shop(sink, 1.5, faults={"rewards": Faults(drop=1.0), "email": Faults(drop=0.5)})
+    orders = {event["correlationid"] for event in sink.events_of("OrderCreated")}
+    assert len(orders) >= 5
+    assert sink.events_of("PointsCreated") == []
+    assert {event["correlationid"] for event in sink.events_of("ShipmentPrepared")} == orders
+    assert 0 < len({event["correlationid"] for event in sink.events_of("EmailSent")}) < len(orders)
+
+
+def test_a_failing_service_reports_error_spans_and_retries(sink):
+    run_shop(sink, 1.5, faults={"warehouse": Faults(fail=0.5)})
+    warehouse = [span for span in sink.spans if span.service == "warehouse" and span.kind == CONSUMER]
+    failed = [span for span in warehouse if span.status_code == 2]
+    retried = [span for span in warehouse if span.attributes.get("messaging.delivery.attempt", 1) > 1]
+    assert failed and retried
+
+
+@pytest.mark.parametrize("bus", ["in-process", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink, bus):
+    import os
+    import uuid
+
+    faults = {"warehouse": Faults(offline=True)}
+    redis_url = os.environ.get("REDIS_URL") if bus == "redis" else None
+    config = ShopConfig(
+        target=sink.url,
+        rate=10.0,
+        services=("checkout", "warehouse"),
+        redis_url=redis_url,
+        redis_prefix=f"test-demo-{uuid.uuid4().hex[:8]}",
+        seed=5,
+        latency_scale=0.2,
+    )
+    shop = Shop(config, read_faults=lambda: dict(faults), report_backlogs=lambda backlogs: None)
+    shop.start()
+    try:
+        shop.stopping.wait(1.5)
+        assert shop.backlogs()["warehouse"] > 0
+        assert not any(span.service == "warehouse" for span in sink.spans)
+        faults["warehouse"] = Faults()
+        checkout = shop.services["checkout"]
+        assert isinstance(checkout, CheckoutService)
+        checkout.stop_taking_orders()
+        while shop.faults_of("warehouse").offline:  # the shop re-reads its faults every second
+            shop.stopping.wait(0.1)
+        assert shop.wait_until_drained(10)
+    finally:
+        shop.stop(drain_seconds=10)
+    orders = {event["correlationid"] for event in sink.events_of("OrderCreated")}
+    assert {event["correlationid"] for event in sink.events_of("ShipmentPrepared")} == orders

@@ -1,0 +1,112 @@
+"""The live pages in Chromium against a real server: events posted to /v1/events show up
+without a reload."""
+
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.live.http import flow_id_of, post_event, session_cookie
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = ROOT / "docs/screenshots"
+
+
+def wait_live(page, selector: str = "#live-status") -> None:
+    page.wait_for_selector(f'{selector}[data-state="live"]', timeout=10_000)
+
+
+def test_the_live_stream_shows_events_posted_to_v1_events_within_two_seconds(page, server):
+    page.goto("/live/")
+    wait_live(page)
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    answered = post_event(server.url, "OrderCreated", "checkout", key)
+    page.wait_for_selector(f'#live-rows tr:has(a:text-is("{key}"))', timeout=2_000)
+    assert time.monotonic() - answered < 2.0
+    row = page.locator(f'#live-rows tr:has(a:text-is("{key}"))')
+    assert row.locator(".cell-service").inner_text() == "checkout"
+    assert row.locator(".type-name").inner_text() == "OrderCreated"
+    assert row.locator("a").get_attribute("href").startswith("/flows/")
+
+
+def test_the_live_stream_filters_on_the_server_and_pauses(page, server):
+    page.goto("/live/")
+    wait_live(page)
+    page.fill("#lf-service", "warehouse")
+    page.click("#live-filters button[type=submit]")
+    page.wait_for_url("**/live/?service=warehouse")
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    post_event(server.url, "OrderCreated", "checkout", key)
+    post_event(server.url, "ShipmentPrepared", "warehouse", key)
+    page.wait_for_selector(f'#live-rows tr:has(a:text-is("{key}"))', timeout=3_000)
+    services = page.locator("#live-rows .cell-service").all_inner_texts()
+    assert services and set(services) == {"warehouse"}
+
+    page.click("#live-pause")
+    later = f"order-{uuid.uuid4().hex[:8]}"
+    post_event(server.url, "ShipmentPrepared", "warehouse", later)
+    page.wait_for_selector("#live-pause:text('Resume (1 new)')", timeout=3_000)
+    assert page.locator(f'#live-rows tr:has(a:text-is("{later}"))').count() == 0
+    page.click("#live-pause")
+    assert page.locator(f'#live-rows tr:has(a:text-is("{later}"))').count() == 1
+
+
+def test_a_flow_page_shows_a_new_reaction_without_a_reload(page, server):
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    created = f"created-{key}"
+    post_event(server.url, "OrderCreated", "checkout", key, event_id=created)
+    flow_id = flow_id_of(server.url, session_cookie(server.url), key)
+    page.goto(f"/flows/{flow_id}/")
+    page.wait_for_selector('#flow-graph[data-node-count="1"]')
+    wait_live(page, ".flow-actions .live-status")
+    page.evaluate("window.stillTheSamePage = true")
+
+    post_event(server.url, "EmailSent", "email", key, causation=created)
+    page.wait_for_selector('#flow-graph[data-node-count="2"]', timeout=3_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.locator("#flow-count").inner_text() == "2 observations"
+    assert page.locator("#flow-graph").get_attribute("data-fresh")
+
+
+def test_the_service_map_grows_a_new_consumer_without_a_reload(page, server):
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    for consumer, reaction in (("email", "EmailSent"), ("warehouse", "ShipmentPrepared"), ("rewards", "PointsCreated")):
+        post_event(server.url, "OrderCreated", "checkout", f"{key}-{consumer}", event_id=f"c-{key}-{consumer}")
+        post_event(server.url, reaction, consumer, f"{key}-{consumer}", causation=f"c-{key}-{consumer}")
+    page.goto("/services/")
+    page.wait_for_selector('.service-map[data-ready="true"]')
+    wait_live(page, ".map-panel .live-status")
+    page.evaluate("window.stillTheSamePage = true")
+    newcomer = f"fraud-{uuid.uuid4().hex[:4]}"
+    post_event(server.url, "OrderCreated", "checkout", f"{key}-fraud", event_id=f"c-{key}-fraud")
+    post_event(server.url, "FraudChecked", newcomer, f"{key}-fraud", causation=f"c-{key}-fraud")
+    page.wait_for_selector(f'.service-map[data-nodes~="service:{newcomer}"]', timeout=5_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert newcomer in page.locator("[data-map-table]").inner_text()
+
+
+def test_screenshots_of_the_live_pages(page, server, browser):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for n in range(6):
+        key = f"order-{1040 + n}-{uuid.uuid4().hex[:4]}"
+        post_event(server.url, "OrderCreated", "checkout", key, event_id=f"c-{key}")
+        post_event(server.url, "EmailSent", "email", key, causation=f"c-{key}")
+        post_event(server.url, "ShipmentPrepared", "warehouse", key, causation=f"c-{key}")
+    page.goto("/live/")
+    wait_live(page)
+    page.wait_for_selector("#live-rows tr")
+    page.screenshot(path=str(SCREENSHOTS / "live.png"))
+    page.goto("/services/")
+    page.wait_for_selector('.service-map[data-ready="true"]')
+    wait_live(page, ".map-panel .live-status")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "services.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/live/")
+    page.wait_for_selector("#live-rows tr")
+    page.screenshot(path=str(SCREENSHOTS / "live-phone.png"))
+    page.goto("/services/")
+    page.wait_for_selector('.service-map[data-ready="true"]')
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "services-phone.png"))

@@ -1,0 +1,243 @@
+"""The live sockets, driven through the real ASGI application (origin check, session auth,
+routing) with ``WebsocketCommunicator``; data goes in through the real store and correlation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from dashboard import broadcast
+from dashboard.live_feed import publish_batch
+from tests.live.sockets import aingest, connect, event
+from tracing.models import Flow, Observation
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest.fixture(autouse=True)
+async def _close_connections_of_the_async_orm_thread():
+    """The async ORM queries from one worker thread; close its connection so the test database
+    can be dropped at the end of the run."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
+async def receive_until(communicator, kind: str, timeout: float = 3.0) -> dict:
+    """The next message of type ``kind``, skipping others."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_json_from(timeout=max(0.05, deadline - loop.time()))
+        if message["type"] == kind:
+            return message
+
+
+async def test_a_visitor_who_is_not_logged_in_is_closed_with_4401():
+    communicator = await connect("/ws/stream/", logged_in=False)
+    closed = await communicator.receive_output(timeout=2)
+    assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_socket_opened_from_a_foreign_origin_is_refused():
+    communicator = WebsocketCommunicatorFor("/ws/stream/", origin=b"https://evil.example")
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected is False
+
+
+def WebsocketCommunicatorFor(path: str, origin: bytes):
+    from channels.testing import WebsocketCommunicator
+
+    from choreoscope.asgi import application
+
+    return WebsocketCommunicator(application, path, headers=[(b"origin", origin)])
+
+
+async def test_the_stream_opens_with_a_snapshot_of_the_newest_observations():
+    await aingest(event("OrderCreated", "checkout", "order-1"), event("OrderCreated", "checkout", "order-2"))
+    stream = await connect("/ws/stream/")
+    snapshot = await stream.receive_json_from(timeout=3)
+    assert snapshot["type"] == "snapshot"
+    assert [item["flow_key"] for item in snapshot["items"]] == ["order-1", "order-2"]
+    assert snapshot["items"][0] | {"id": 0, "time": "", "received_at": "", "flow_id": 0} == {
+        "id": 0,
+        "kind": "event",
+        "name": "OrderCreated",
+        "service": "checkout",
+        "status": "unset",
+        "time": "",
+        "received_at": "",
+        "flow_id": 0,
+        "flow_key": "order-1",
+        "flow_status": "running",
+    }
+    await stream.disconnect()
+
+
+async def test_an_ingested_batch_reaches_the_stream_as_one_numbered_delta():
+    stream = await connect("/ws/stream/")
+    snapshot = await stream.receive_json_from(timeout=3)
+    await aingest(*[event("OrderCreated", "checkout", f"order-{n}") for n in range(30)])
+    delta = await receive_until(stream, "delta")
+    assert delta["first"] == snapshot["seq"] + 1 == delta["seq"]
+    assert delta["total"] == 30
+    assert sorted(item["flow_key"] for item in delta["items"]) == sorted(f"order-{n}" for n in range(30))
+    assert await stream.receive_nothing(timeout=0.4)
+    await stream.disconnect()
+
+
+async def test_a_burst_of_batches_is_coalesced_into_few_spaced_messages_that_lose_nothing(settings):
+    settings.LIVE_UPDATE_SECONDS = 1.0
+    await aingest(*[event("OrderCreated", "checkout", f"burst-{n}") for n in range(8)])
+    ids = [pk async for pk in Observation.objects.filter(name="OrderCreated").order_by("id").values_list("id", flat=True)]
+    stream = await connect("/ws/stream/")
+    snapshot = await stream.receive_json_from(timeout=3)
+    # Eight correlated batches in quick succession, as a burst of ingest requests makes them.
+    for pk in ids:
+        await database_sync_to_async(publish_batch)([], [pk], {})
+    seen: list[int] = []
+    deltas, last = 0, snapshot["seq"]
+    while len(seen) < 8:
+        delta = await receive_until(stream, "delta")
+        assert delta["first"] == last + 1, "deltas continue the numbering without a hole"
+        last = delta["seq"]
+        seen += [item["flow_key"] for item in delta["items"]]
+        deltas += 1
+    assert sorted(seen) == sorted(f"burst-{n}" for n in range(8))
+    assert deltas == 2, "the first batch goes out at once, the other seven together one interval later"
+    await stream.disconnect()
+
+
+async def test_the_stream_filters_on_the_server():
+    stream = await connect("/ws/stream/")
+    await stream.receive_json_from(timeout=3)
+    await stream.send_json_to({"type": "subscribe", "filters": {"service": "warehouse"}})
+    filtered = await receive_until(stream, "snapshot")
+    assert filtered["filters"]["service"] == "warehouse"
+    await aingest(event("OrderCreated", "checkout", "order-7"), event("ShipmentPrepared", "warehouse", "order-7"))
+    delta = await receive_until(stream, "delta")
+    assert [item["service"] for item in delta["items"]] == ["warehouse"]
+    assert delta["total"] == 2, "the rate counts everything, the list only what matches"
+    await stream.disconnect()
+
+
+async def test_a_bad_request_gets_an_error_message_and_the_socket_stays_open():
+    stream = await connect("/ws/stream/")
+    await stream.receive_json_from(timeout=3)
+    await stream.send_to(text_data="not json")
+    assert (await stream.receive_json_from(timeout=2))["type"] == "error"
+    await stream.send_json_to({"type": "subscribe", "filters": {"status": "sideways"}})
+    error = await stream.receive_json_from(timeout=2)
+    assert error["type"] == "error" and "status" in error["message"]
+    await asyncio.sleep(0.25)
+    await stream.send_json_to({"type": "snapshot"})
+    assert (await stream.receive_json_from(timeout=2))["type"] == "snapshot"
+    await stream.disconnect()
+
+
+async def test_a_socket_that_asks_for_snapshots_too_often_is_told_to_wait():
+    stream = await connect("/ws/stream/")
+    await stream.receive_json_from(timeout=3)
+    await stream.send_json_to({"type": "snapshot"})
+    await stream.send_json_to({"type": "snapshot"})
+    assert (await stream.receive_json_from(timeout=2))["type"] == "snapshot"
+    refused = await stream.receive_json_from(timeout=2)
+    assert refused["type"] == "error" and "too many requests" in refused["message"]
+    await stream.disconnect()
+
+
+async def test_a_hole_in_the_numbering_is_answered_with_a_fresh_snapshot():
+    stream = await connect("/ws/stream/")
+    snapshot = await stream.receive_json_from(timeout=3)
+    await aingest(event("OrderCreated", "checkout", "order-lost"))
+    # The message numbered next is lost on the way (the channel layer drops by design); the
+    # one after it arrives.
+    lost = await sync_to_async(broadcast.next_sequence)(broadcast.STREAM_GROUP)
+    assert lost >= snapshot["seq"] + 2
+    data = {"items": [], "total": 0}
+    await get_channel_layer().group_send(broadcast.STREAM_GROUP, {"type": broadcast.MESSAGE_TYPE, "seq": lost + 1, "data": data})
+    await sync_to_async(broadcast.next_sequence)(broadcast.STREAM_GROUP)
+    delta = await receive_until(stream, "delta")
+    assert delta["seq"] == lost - 1
+    resync = await receive_until(stream, "snapshot", timeout=3)
+    assert resync["seq"] >= lost + 1
+    assert "order-lost" in [item["flow_key"] for item in resync["items"]]
+    await stream.disconnect()
+
+
+async def test_a_flow_socket_opens_with_the_flow_and_delivers_a_new_reaction():
+    await aingest(event("OrderCreated", "checkout", "order-42", event_id="created-42"))
+    flow = await Flow.objects.aget(key="order-42")
+    page = await connect(f"/ws/flows/{flow.id}/")
+    snapshot = await page.receive_json_from(timeout=3)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["flow"]["id"] == flow.id
+    assert [node["name"] for node in snapshot["flow"]["nodes"]] == ["OrderCreated"]
+
+    await aingest(event("EmailSent", "email", "order-42", causation="created-42"))
+    delta = await receive_until(page, "delta")
+    assert delta["first"] == snapshot["seq"] + 1
+    names = {node["id"]: node["name"] for node in delta["flow"]["nodes"]}
+    assert sorted(names.values()) == ["EmailSent", "OrderCreated"]
+    assert [names[node_id] for node_id in delta["new"]] == ["EmailSent"]
+    await page.disconnect()
+
+
+async def test_a_flow_socket_hears_nothing_of_other_flows():
+    await aingest(event("OrderCreated", "checkout", "order-50"))
+    flow = await Flow.objects.aget(key="order-50")
+    page = await connect(f"/ws/flows/{flow.id}/")
+    await page.receive_json_from(timeout=3)
+    await aingest(event("OrderCreated", "checkout", "order-51"))
+    assert await page.receive_nothing(timeout=0.5)
+    await page.disconnect()
+
+
+async def test_a_socket_for_a_flow_that_does_not_exist_is_closed_with_4404():
+    page = await connect("/ws/flows/999999/")
+    assert await page.receive_output(timeout=2) == {"type": "websocket.close", "code": 4404}
+
+
+async def test_the_topology_socket_sends_the_map_then_pulses_along_its_edges():
+    await aingest(event("OrderCreated", "checkout", "order-60", event_id="created-60"))
+    await aingest(event("EmailSent", "email", "order-60", causation="created-60"))
+    socket = await connect("/ws/topology/")
+    snapshot = await socket.receive_json_from(timeout=3)
+    assert snapshot["window"] == "15m"
+    assert {(e["source"], e["target"]) for e in snapshot["edges"]} >= {
+        ("service:checkout", "type:OrderCreated"),
+        ("type:OrderCreated", "service:email"),
+        ("service:email", "type:EmailSent"),
+    }
+    await aingest(event("OrderCreated", "checkout", "order-61", event_id="created-61"))
+    await aingest(event("PointsCreated", "rewards", "order-61", causation="created-61"))
+    pulses = set()
+    while ("type:OrderCreated", "service:rewards") not in pulses:
+        delta = await receive_until(socket, "delta")
+        pulses |= {(p["source"], p["target"]) for p in delta["pulses"]}
+    assert ("service:checkout", "type:OrderCreated") in pulses
+    await socket.send_json_to({"type": "subscribe", "window": "24h"})
+    assert (await receive_until(socket, "snapshot"))["window"] == "24h"
+    await asyncio.sleep(0.25)
+    await socket.send_json_to({"type": "subscribe", "window": "2w"})
+    assert "5m, 15m, 1h, 24h" in (await receive_until(socket, "error"))["message"]
+    await socket.disconnect()
+
+
+async def test_a_flow_absorbed_by_an_older_one_tells_its_page_where_it_went():
+    await aingest(event("OrderCreated", "checkout", "order-70", event_id="created-70"))
+    await aingest(event("EmailSent", "email", "order-70-mail", causation="payment-70"))
+    older = await Flow.objects.aget(key="order-70")
+    younger = await Flow.objects.aget(key="order-70-mail")
+    page = await connect(f"/ws/flows/{younger.id}/")
+    await page.receive_json_from(timeout=3)
+    # The event the e-mail reacted to arrives late, and belongs to order-70: one flow now.
+    await aingest(event("PaymentAuthorized", "payments", "order-70", event_id="payment-70"))
+    delta = await receive_until(page, "delta")
+    assert delta["merged_into"] == older.id
+    await page.disconnect()

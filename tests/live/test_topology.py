@@ -1,0 +1,72 @@
+"""The service map's pure core: producer → event type → consumer with rate, p95, error share."""
+
+import pytest
+
+from tracing.topology import EmittedEvent, Reaction, build_topology, parse_window, percentile, pulses
+
+
+def reaction(event_id: int, consumer: str, latency_ms: float, failed: bool = False, event_type: str = "OrderCreated") -> Reaction:
+    return Reaction(event_id, "checkout", event_type, consumer, int(latency_ms * 1e6), failed)
+
+
+def test_it_draws_producer_to_event_type_to_each_consumer_with_rate_p95_and_error_share():
+    events = [EmittedEvent("checkout", "OrderCreated") for _ in range(20)]
+    reactions = [reaction(n, "email", 10 + n) for n in range(20)]
+    reactions += [reaction(n, "warehouse", 100, failed=n < 5) for n in range(20)]
+    topology = build_topology(events, reactions, window_seconds=10)
+    assert topology["nodes"] == [
+        {"id": "service:checkout", "kind": "service", "name": "checkout"},
+        {"id": "service:email", "kind": "service", "name": "email"},
+        {"id": "service:warehouse", "kind": "service", "name": "warehouse"},
+        {"id": "type:OrderCreated", "kind": "event_type", "name": "OrderCreated"},
+    ]
+    edges = {(e["source"], e["target"]): e for e in topology["edges"]}
+    assert edges[("service:checkout", "type:OrderCreated")] == {
+        "source": "service:checkout",
+        "target": "type:OrderCreated",
+        "count": 20,
+        "rate": 2.0,
+        "p95_ms": None,
+        "error_share": 0.0,
+    }
+    assert edges[("type:OrderCreated", "service:email")]["p95_ms"] == 28.0, "the 19th of 20 latencies, nearest rank"
+    assert edges[("type:OrderCreated", "service:warehouse")]["error_share"] == 0.25
+
+
+def test_a_consumer_that_reacts_twice_to_one_event_counts_once_at_its_earliest_reaction():
+    reactions = [reaction(1, "email", 50), reaction(1, "email", 5, failed=True), reaction(2, "email", 7)]
+    edge = next(e for e in build_topology([], reactions, 60)["edges"] if e["target"] == "service:email")
+    assert edge["count"] == 2
+    assert edge["p95_ms"] == 7.0
+    assert edge["error_share"] == 0.5
+
+
+def test_a_reaction_that_a_skewed_clock_puts_before_its_event_counts_as_immediate():
+    edge = next(e for e in build_topology([], [reaction(1, "email", -40)], 60)["edges"] if e["target"] == "service:email")
+    assert edge["p95_ms"] == 0.0
+
+
+def test_a_reaction_names_its_producer_even_when_the_event_fell_outside_the_rows_read():
+    topology = build_topology([], [reaction(1, "email", 3)], 60)
+    assert {"source": "service:checkout", "target": "type:OrderCreated"}.items() <= topology["edges"][0].items()
+    assert topology["edges"][0]["count"] == 0
+
+
+def test_pulses_count_what_a_batch_moved_along_each_edge():
+    assert pulses([EmittedEvent("checkout", "OrderCreated")] * 3, [reaction(1, "email", 1)]) == [
+        {"source": "service:checkout", "target": "type:OrderCreated", "count": 3},
+        {"source": "type:OrderCreated", "target": "service:email", "count": 1},
+    ]
+
+
+def test_nearest_rank_percentile():
+    assert percentile([], 0.95) is None
+    assert percentile([5.0], 0.95) == 5.0
+    assert percentile([float(n) for n in range(1, 101)], 0.95) == 95.0
+
+
+def test_windows_are_named_and_anything_else_is_refused_with_the_choices():
+    assert parse_window(None) == ("15m", 900)
+    assert parse_window("24h") == ("24h", 86_400)
+    with pytest.raises(ValueError, match="5m, 15m, 1h, 24h"):
+        parse_window("7d")

@@ -1,0 +1,89 @@
+"""Take the flows pages' screenshots for the README: ``python -m tests.pages.screenshots``.
+
+Starts a real server on the embedded default with a flow definition (an order completes at
+LabelPrinted), writes a handful of recent checkouts through the real store and correlation (one
+stuck waiting for rewards, one failed, the others shipped), and saves 1360x860 and phone-width
+shots under ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, ROOT, RunningServer, start_server, stop_server
+
+OUT = ROOT / "docs" / "screenshots"
+FLOWS_YAML = """
+flows:
+  - type: order
+    start: [OrderCreated]
+    end: [LabelPrinted]
+"""
+ORDERS = [  # (scenario, key, minutes ago), oldest first so the newest lists first
+    ("shipped", "order-1037", 48.0),
+    ("shipped", "order-1038", 41.0),
+    ("failed", "order-1039", 33.0),
+    ("shipped", "order-1040", 26.0),
+    ("shipped", "order-1041", 17.0),
+    ("checkout", "order-1042", 9.0),
+]
+
+
+def seed(server: RunningServer, scenario: str, key: str, minutes_ago: float) -> dict[str, Any]:
+    code = f"from tests.pages.scenarios import main; main({scenario!r}, {key!r}, minutes_ago={minutes_ago})"
+    return json.loads(server.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def shoot(server: RunningServer, stuck_flow: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for suffix, viewport, scheme in (
+            ("", {"width": 1360, "height": 860}, "light"),
+            ("-phone", {"width": 390, "height": 844}, "light"),
+            ("-dark", {"width": 1360, "height": 860}, "dark"),
+        ):
+            context = browser.new_context(base_url=server.url, viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+            page = context.new_page()
+            page.goto("/login/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.url}/")
+            page.goto("/flows/")
+            page.screenshot(path=OUT / f"flows{suffix}.png")
+            page.goto(f"/flows/{stuck_flow}/")
+            page.wait_for_selector("#flow-graph[data-ready=true]")
+            if suffix != "-phone":
+                page.screenshot(path=OUT / f"flow-overview{suffix}.png")
+            nodes = json.loads(page.locator("#flow-data").text_content() or "{}")["nodes"]
+            rewards = next(n for n in nodes if n["service"] == "rewards")
+            page.click(f'.tl-item[data-node-id="{rewards["id"]}"]')
+            page.wait_for_timeout(400)
+            if suffix != "-phone":
+                page.evaluate("() => window.scrollTo(0, 0)")
+            page.screenshot(path=OUT / f"flow{suffix}.png", full_page=suffix == "")
+            context.close()
+        browser.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        flows_file = Path(tmp) / "flows.yaml"
+        flows_file.write_text(FLOWS_YAML)
+        server = start_server(Path(tmp), {"CHOREOSCOPE_FLOWS": str(flows_file)}, worker=False)
+        try:
+            seeded = [seed(server, *order) for order in ORDERS]
+            shoot(server, seeded[-1]["flow_id"])
+        finally:
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

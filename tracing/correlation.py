@@ -1,0 +1,335 @@
+"""The pure core of correlation: plain functions over plain data, no database.
+
+Each observation is reduced to a ``Linkage``: the *anchors* it can be referred to by (its span,
+its event id, the message it produced, its business key) and the *references* it makes to
+anchors of others (its parent span, its links, the span that emitted it, the event that caused
+it, the message it consumed, its business key). ``tracing.services`` stores anchors, resolves
+references into cause → effect edges (or keeps them pending until their target arrives), and
+unions flows; the summary functions here then describe each flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from tracing.flowconfig import FlowsConfig, FlowType
+
+# OTLP SpanKind numbers (opentelemetry-proto trace.proto).
+SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = 2, 3, 4, 5
+
+CAUSED_BY, EMITTED_BY, CHILD_OF, FOLLOWS_FROM, DELIVERS = "caused_by", "emitted_by", "child_of", "follows_from", "delivers"
+MEMBER = "member"  # same business key: joins flows, draws no edge
+
+# Messaging semantic conventions: ``messaging.operation.type`` (current) and the older
+# ``messaging.operation``. ``publish``/``deliver`` are the pre-1.26 names of ``send``/``process``.
+PRODUCER_OPERATIONS = frozenset({"create", "send", "publish"})
+CONSUMER_OPERATIONS = frozenset({"receive", "process", "deliver", "settle"})
+KEY_ATTRIBUTES = ("correlationid", "messaging.message.conversation_id")
+ERROR_EVENT = re.compile(r"(error|fail|failed|failure)$", re.IGNORECASE)
+MAX_ANCHOR_VALUE = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ObservationLike(Protocol):
+    kind: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    span_kind: int
+    event_source: str
+    event_id: str
+    attributes: dict[str, Any]
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    anchor: str
+    kind: str  # an edge kind, or MEMBER
+    anchor_is_cause: bool = True  # False: this observation is the cause, the anchored one the effect
+
+
+@dataclass(frozen=True, slots=True)
+class Linkage:
+    anchors: tuple[str, ...]
+    references: tuple[Reference, ...]
+    business_key: str = ""
+
+
+def _bounded(value: str) -> str:
+    # Anchor names sit in a unique index; a digest keeps long identifiers narrow and exact.
+    if len(value) <= MAX_ANCHOR_VALUE:
+        return value
+    return "#" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def span_anchor(trace_id: str, span_id: str) -> str:
+    return f"span:{trace_id}:{span_id}"
+
+
+def event_id_anchor(event_id: str) -> str:
+    return f"evid:{_bounded(event_id)}"
+
+
+def event_anchor(source: str, event_id: str) -> str:
+    return "ev:" + hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()[:40]
+
+
+def message_anchor(message_id: str) -> str:
+    return f"msg:{_bounded(message_id)}"
+
+
+def key_anchor(key: str) -> str:
+    return f"key:{_bounded(key)}"
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value).strip()
+
+
+def value_at(path: str, attributes: Mapping[str, Any], detail: Mapping[str, Any]) -> str:
+    """A key path's value: ``data.a.b`` walks an event's data; anything else is an attribute
+    (span attribute or CloudEvents extension), whose names contain dots themselves."""
+    if path.startswith("data."):
+        node: Any = detail.get("data")
+        for part in path[5:].split("."):
+            if not isinstance(node, dict):
+                return ""
+            node = node.get(part)
+        return _text(node)
+    name = path.removeprefix("attributes.")
+    return _text(attributes.get(name))
+
+
+def business_key(obs: ObservationLike, config: FlowsConfig) -> str:
+    attributes, detail = obs.attributes or {}, obs.detail or {}
+    for name in KEY_ATTRIBUTES:
+        value = _text(attributes.get(name))
+        if value:
+            return value[:255]
+    for flow_type in config.types:
+        for path in flow_type.key_paths:
+            value = value_at(path, attributes, detail)
+            if value:
+                return (flow_type.key_prefix + value)[:255]
+    return ""
+
+
+def messaging_side(span_kind: int, attributes: Mapping[str, Any]) -> str:
+    """``producer`` or ``consumer``: which end of a message a span stands at."""
+    operation = _text(attributes.get("messaging.operation.type") or attributes.get("messaging.operation")).lower()
+    if operation in PRODUCER_OPERATIONS:
+        return "producer"
+    if operation in CONSUMER_OPERATIONS:
+        return "consumer"
+    return "producer" if span_kind == SPAN_KIND_PRODUCER else "consumer"
+
+
+def link_contexts(detail: Mapping[str, Any]) -> list[tuple[str, str]]:
+    contexts = []
+    for link in detail.get("links") or []:
+        if isinstance(link, dict):
+            trace_id = _text(link.get("trace_id") or link.get("traceId")).lower()
+            span_id = _text(link.get("span_id") or link.get("spanId")).lower()
+            if trace_id and span_id:
+                contexts.append((trace_id, span_id))
+    return contexts
+
+
+def span_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
+    anchors = [span_anchor(obs.trace_id, obs.span_id)]
+    references = []
+    if obs.parent_span_id:
+        references.append(Reference(span_anchor(obs.trace_id, obs.parent_span_id), CHILD_OF))
+    references += [Reference(span_anchor(trace, span), FOLLOWS_FROM) for trace, span in link_contexts(obs.detail or {})]
+    attributes = obs.attributes or {}
+    side = messaging_side(obs.span_kind, attributes)
+    event_id = _text(attributes.get("cloudevents.event_id"))
+    if event_id:
+        source = _text(attributes.get("cloudevents.event_source"))
+        anchor = event_anchor(source, event_id) if source else event_id_anchor(event_id)
+        # A producer span emits the event it names; a consumer span is delivered it.
+        if side == "producer":
+            references.append(Reference(anchor, EMITTED_BY, anchor_is_cause=False))
+        else:
+            references.append(Reference(anchor, DELIVERS))
+    message_id = _text(attributes.get("messaging.message.id"))
+    if message_id:
+        if side == "producer":
+            anchors.append(message_anchor(message_id))
+        else:
+            references.append(Reference(message_anchor(message_id), DELIVERS))
+    return anchors, references
+
+
+def event_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
+    anchors = [event_id_anchor(obs.event_id), event_anchor(obs.event_source, obs.event_id)]
+    references = []
+    causation = _text((obs.attributes or {}).get("causationid"))
+    if causation and causation != obs.event_id:
+        references.append(Reference(event_id_anchor(causation), CAUSED_BY))
+    if obs.trace_id and obs.span_id:
+        references.append(Reference(span_anchor(obs.trace_id, obs.span_id), EMITTED_BY))
+    return anchors, references
+
+
+def linkage(obs: ObservationLike, config: FlowsConfig) -> Linkage:
+    """Everything correlation needs to know about one observation."""
+    anchors, references = span_linkage(obs) if obs.kind == "span" else event_linkage(obs)
+    key = business_key(obs, config)
+    if key:
+        # Every member claims the key's anchor; the first to arrive owns it and the others join it.
+        anchors.append(key_anchor(key))
+        references.append(Reference(key_anchor(key), MEMBER))
+    return Linkage(tuple(dict.fromkeys(anchors)), tuple(dict.fromkeys(references)), key)
+
+
+def edge_between(owner: int, observation: int, reference: Reference) -> tuple[int, int, str] | None:
+    """The cause → effect edge a resolved reference makes, or None (membership, self-reference)."""
+    if reference.kind == MEMBER or owner == observation:
+        return None
+    if reference.anchor_is_cause:
+        return owner, observation, reference.kind
+    return observation, owner, reference.kind
+
+
+# --- Flow summaries ------------------------------------------------------------------------------
+
+
+def iso_from_ns(ns: int | None) -> str | None:
+    """An ISO 8601 UTC instant with microseconds (JSON cannot carry a datetime)."""
+    if ns is None:
+        return None
+    return (EPOCH + timedelta(microseconds=ns // 1000)).isoformat()
+
+
+def causal_order(sort_keys: Mapping[int, tuple[Any, ...]], edges: Iterable[tuple[int, int]]) -> list[int]:
+    """Node ids ordered by causality first, timestamps second: a topological order that, among
+    the nodes whose causes are all placed, takes the earliest. Services' clocks disagree, so an
+    effect stamped before its cause still comes after it. A cycle (bad data) is broken at its
+    earliest node instead of dropping nodes."""
+    indegree = dict.fromkeys(sort_keys, 0)
+    effects: dict[int, list[int]] = {node: [] for node in sort_keys}
+    for source, target in edges:
+        if source in sort_keys and target in sort_keys and source != target:
+            effects[source].append(target)
+            indegree[target] += 1
+    ready = [(sort_keys[node], node) for node, degree in indegree.items() if degree == 0]
+    heapq.heapify(ready)
+    placed: set[int] = set()
+    order: list[int] = []
+    while len(order) < len(sort_keys):
+        if not ready:
+            remaining = min((sort_keys[node], node) for node in sort_keys if node not in placed)
+            indegree[remaining[1]] = 0
+            ready.append(remaining)
+        _, node = heapq.heappop(ready)
+        if node in placed:
+            continue
+        placed.add(node)
+        order.append(node)
+        for effect in effects[node]:
+            indegree[effect] -= 1
+            if indegree[effect] == 0 and effect not in placed:
+                heapq.heappush(ready, (sort_keys[effect], effect))
+    return order
+
+
+@dataclass(frozen=True, slots=True)
+class FlowNode:
+    id: int
+    kind: str
+    name: str
+    service: str
+    start_ns: int
+    end_ns: int | None
+    status: str
+    trace_id: str
+    business_key: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class FlowSummary:
+    key: str
+    type: str
+    status: str
+    started_ns: int
+    last_seen_ns: int
+    services: list[str]
+    steps: list[dict[str, Any]]
+    observation_count: int
+    error_count: int
+    root_trace_id: str
+    event_types: list[str] = field(default_factory=list)
+
+
+MAX_STEPS = 100
+
+
+def flow_type_of(events: Sequence[FlowNode], config: FlowsConfig) -> tuple[str, FlowType | None]:
+    """The configured type that names the earliest event it can, else the root event's type."""
+    for event in events:
+        for flow_type in config.types:
+            if event.name in flow_type.start:
+                return flow_type.type, flow_type
+    for event in events:
+        for flow_type in config.types:
+            if flow_type.mentions(event.name):
+                return flow_type.type, flow_type
+    return (events[0].name if events else ""), None
+
+
+def is_error(node: FlowNode, flow_type: FlowType | None) -> bool:
+    if node.status == "error":
+        return True
+    if node.kind != "event":
+        return False
+    if flow_type is not None and node.name in flow_type.errors:
+        return True
+    return bool(ERROR_EVENT.search(node.name.rsplit(".", 1)[-1]))
+
+
+def flow_status(nodes: Sequence[FlowNode], flow_type: FlowType | None, error_count: int) -> str:
+    if error_count:
+        return "failed"
+    if flow_type is not None and any(node.kind == "event" and node.name in flow_type.end for node in nodes):
+        return "completed"
+    return "running"
+
+
+def summarize_flow(nodes: Sequence[FlowNode], edges: Iterable[tuple[int, int]], config: FlowsConfig) -> FlowSummary:
+    """Key, type, status, timings, services and steps of one flow, from its nodes and edges."""
+    by_id = {node.id: node for node in nodes}
+    ordered = [by_id[node_id] for node_id in causal_order({n.id: (n.start_ns, n.id) for n in nodes}, edges)]
+    events = [node for node in ordered if node.kind == "event"]
+    type_name, flow_type = flow_type_of(events, config)
+    error_count = sum(1 for node in ordered if is_error(node, flow_type))
+    root_trace = next((node.trace_id for node in ordered if node.trace_id), "")
+    key = next((node.business_key for node in ordered if node.business_key), "") or root_trace
+    if not key and ordered:
+        key = ordered[0].event_id or str(ordered[0].id)
+    return FlowSummary(
+        key=key,
+        type=type_name,
+        status=flow_status(ordered, flow_type, error_count),
+        started_ns=min(node.start_ns for node in nodes),
+        last_seen_ns=max(max(node.start_ns, node.end_ns or 0) for node in nodes),
+        services=list(dict.fromkeys(node.service for node in ordered if node.service)),
+        steps=[{"id": e.id, "name": e.name, "service": e.service, "at": iso_from_ns(e.start_ns)} for e in events[:MAX_STEPS]],
+        observation_count=len(nodes),
+        error_count=error_count,
+        root_trace_id=root_trace,
+        event_types=sorted({event.name for event in events}),
+    )

@@ -1,0 +1,168 @@
+"""The causal model: observations (events and spans), flows, the edges between observations,
+and the anchors and pending references that let correlation work out of order."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Flow(models.Model):
+    """One business transaction: a connected component of observations."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        STUCK = "stuck"
+        FAILED = "failed"
+
+    key = models.CharField(max_length=255, help_text="Business key (e.g. order-1042), else the root trace id.")
+    type = models.CharField(max_length=255, blank=True, help_text="Configured flow type, else the root event's type.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    services = models.JSONField(default=list, help_text="Services in causal order of first appearance.")
+    steps = models.JSONField(default=list, help_text="A compact summary of the flow's steps, in causal order.")
+    observation_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    root_trace_id = models.CharField(max_length=32, blank=True)
+    # Computed on write (by stuck detection) so that "which flows are late?" is one indexed query.
+    stuck_after = models.DateTimeField(null=True, blank=True)
+    missing = models.JSONField(default=list, help_text="Expected steps not seen, filled when the flow is stuck.")
+    # A flow absorbed by another when a late observation joined them; kept so old links redirect.
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-started_at", "-id"], name="flow_newest"),
+            models.Index(fields=["key"], name="flow_key"),
+            models.Index(fields=["status", "-started_at", "-id"], name="flow_status_newest"),
+            models.Index(fields=["type", "-started_at", "-id"], name="flow_type_newest"),
+            models.Index(fields=["last_seen_at"], name="flow_last_seen"),
+            models.Index(fields=["stuck_after"], name="flow_running_deadline", condition=Q(status="running")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type or 'flow'} {self.key}"
+
+
+class Observation(models.Model):
+    """A business event or a span, as received. ``flow`` is null until correlated."""
+
+    class Kind(models.TextChoices):
+        SPAN = "span"
+        EVENT = "event"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    identity = models.CharField(max_length=80, unique=True)
+    flow = models.ForeignKey(Flow, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations")
+    name = models.CharField(max_length=255)
+    service = models.CharField(max_length=255)
+    start_ns = models.BigIntegerField()
+    end_ns = models.BigIntegerField(null=True, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+    span_id = models.CharField(max_length=16, blank=True)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    span_kind = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=5, default="unset")
+    status_message = models.TextField(blank=True)
+    event_source = models.TextField(blank=True)
+    event_id = models.TextField(blank=True)
+    # Set by correlation: the business key this observation carries, if any (e.g. order-1042).
+    business_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    attributes = models.JSONField(default=dict)
+    resource = models.JSONField(default=dict)
+    detail = models.JSONField(default=dict)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["flow", "start_ns"], name="obs_flow_time"),
+            models.Index(fields=["id"], name="obs_uncorrelated", condition=Q(flow__isnull=True)),
+            models.Index(fields=["received_at"], name="obs_received"),
+            models.Index(fields=["service", "flow"], name="obs_service_flow"),
+            models.Index(fields=["name", "flow"], name="obs_name_flow"),
+            models.Index(fields=["trace_id"], name="obs_trace"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} ({self.service})"
+
+
+class FlowFacet(models.Model):
+    """A value a flow can be filtered by (a service it touched, an event type it holds), kept
+    beside the flow so that "newest flows through service X" is one index range, not a scan of
+    observations. Rewritten with the flow's summary."""
+
+    class Facet(models.TextChoices):
+        SERVICE = "service"
+        EVENT_TYPE = "event_type"
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="facets", db_index=False)
+    facet = models.CharField(max_length=16, choices=Facet.choices)
+    value = models.CharField(max_length=255)
+    # The flow's started_at, copied so that a filtered list walks this index newest first and
+    # stops after one page, however rare the value is.
+    started_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["flow", "facet", "value"], name="facet_unique")]
+        indexes = [models.Index(fields=["facet", "value", "-started_at", "-flow"], name="facet_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.facet}={self.value}"
+
+
+class Edge(models.Model):
+    """Cause → effect between two observations of one flow."""
+
+    class Kind(models.TextChoices):
+        CAUSED_BY = "caused_by"
+        EMITTED_BY = "emitted_by"
+        CHILD_OF = "child_of"
+        FOLLOWS_FROM = "follows_from"
+        DELIVERS = "delivers"
+
+    flow = models.ForeignKey(Flow, null=True, on_delete=models.CASCADE, related_name="edges")
+    source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "target", "kind"], name="edge_unique")]
+        indexes = [models.Index(fields=["flow"], name="edge_flow"), models.Index(fields=["target"], name="edge_target")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.kind} {self.target_id}"
+
+
+class Anchor(models.Model):
+    """A name an observation can be referred to by: its span, its event id, a message id, a
+    business key. The first observation to claim a name owns it."""
+
+    name = models.CharField(max_length=320, unique=True)
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PendingRef(models.Model):
+    """A reference to an anchor not yet seen, resolved into an edge when its target arrives."""
+
+    anchor = models.CharField(max_length=320)
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Edge.Kind.choices)
+    # True when the anchored observation is the cause and ``observation`` the effect.
+    anchor_is_cause = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["anchor", "observation", "kind"], name="pending_unique")]
+        indexes = [models.Index(fields=["anchor"], name="pending_anchor")]
+
+    def __str__(self) -> str:
+        return f"{self.observation_id} → {self.anchor}"

@@ -1,0 +1,13 @@
+"""Signals tracing sends so that other apps can react without tracing importing them.
+
+``flows_changed`` is sent inside the correlation transaction, once per correlated batch:
+- ``flow_ids``: ids of the surviving flows whose observations, edges or summary changed;
+- ``observation_ids``: ids of the observations correlated in this batch;
+- ``merged``: {absorbed flow id: surviving flow id} for flows merged in this batch.
+Receivers that write (stuck deadlines) do so in the same transaction; receivers that broadcast
+must defer with ``transaction.on_commit``.
+"""
+
+from django.dispatch import Signal
+
+flows_changed = Signal()

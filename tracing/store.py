@@ -1,0 +1,304 @@
+"""The bulk writer: one request's observations in one statement batch, in one transaction.
+
+Idempotent on ``Observation.identity``: a span or event sent again is counted as a duplicate and
+changes nothing. ``flow`` is left NULL, which means "not yet correlated"; after commit the
+correlation task is enqueued, and if that fails (broker down, task error) the periodic sweep
+finds the rows through the partial index on uncorrelated observations.
+
+On PostgreSQL the rows are COPYed into a temporary table and moved with one
+``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``; row-at-a-time saves and
+``bulk_create`` are several times slower. On SQLite, one ``executemany`` of ``INSERT OR IGNORE``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection, connections, transaction
+
+from tracing.models import Observation
+from tracing.records import ObservationRecord
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = (
+    "kind",
+    "identity",
+    "name",
+    "service",
+    "start_ns",
+    "end_ns",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "span_kind",
+    "status",
+    "status_message",
+    "event_source",
+    "event_id",
+    "attributes",
+    "resource",
+    "detail",
+    "received_at",
+)
+JSON_COLUMNS = frozenset({"attributes", "resource", "detail"})
+TEXT_LIMITS = {"name": 255, "service": 255}
+STAGING = "choreoscope_ingest_staging"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+STAGING_COLUMNS = (
+    "kind varchar(5), identity varchar(80), name varchar(255), service varchar(255), start_ns bigint, end_ns bigint, "
+    "trace_id varchar(32), span_id varchar(16), parent_span_id varchar(16), span_kind smallint, status varchar(5), "
+    "status_message text, event_source text, event_id text, attributes jsonb, resource jsonb, detail jsonb, "
+    "received_at timestamptz"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    inserted_ids: list[int]
+    duplicates: int
+
+    @property
+    def inserted(self) -> int:
+        return len(self.inserted_ids)
+
+
+# --- values PostgreSQL will take -----------------------------------------------------------------
+# PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates (JSON "\ud800" decodes to
+# one); both are replaced rather than failing the request. The fast checks keep the common case cheap.
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = LONE_SURROGATE.sub("\ufffd", value)
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit is not None else value
+
+
+def _clean_json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(key)): _clean_json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean_json_value(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def json_text(value: Any) -> str:
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # lone surrogates, integers beyond 64 bits: the careful path
+        try:
+            text = _encoder.encode(value)
+        except ValueError:
+            text = _encoder.encode(_clean_json_value(value))
+    if "\\u0000" in text or "\\ud" in text:
+        text = _encoder.encode(_clean_json_value(value))
+    return text
+
+
+class JsonCache:
+    """JSON text of values shared by many records of one request (a span batch's resource)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def text(self, value: Any) -> str:
+        cached = self._texts.get(id(value))
+        if cached is None or cached[0] is not value:
+            cached = (value, json_text(value))
+            self._texts[id(value)] = cached
+        return cached[1]
+
+
+def _row(record: ObservationRecord, received_at: Any, shared: JsonCache) -> tuple[Any, ...]:
+    return (
+        record.kind,
+        record.identity,
+        clean_text(record.name, 255),
+        clean_text(record.service, 255),
+        record.start_ns,
+        record.end_ns,
+        record.trace_id,
+        record.span_id,
+        record.parent_span_id,
+        record.span_kind,
+        record.status,
+        clean_text(record.status_message),
+        clean_text(record.event_source),
+        clean_text(record.event_id),
+        json_text(record.attributes),
+        shared.text(record.resource),
+        json_text(record.detail),
+        received_at,
+    )
+
+
+def distinct_by_identity(records: Iterable[ObservationRecord]) -> list[ObservationRecord]:
+    """The first record of each identity, in order."""
+    seen: dict[str, ObservationRecord] = {}
+    for record in records:
+        seen.setdefault(record.identity, record)
+    return list(seen.values())
+
+
+# --- writers -----------------------------------------------------------------------------------
+
+
+def _insert_postgresql(rows: list[tuple[Any, ...]], inside_outer_transaction: bool) -> list[int]:
+    table = Observation._meta.db_table
+    columns = ", ".join(COLUMNS)
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        cursor = wrapper.cursor  # the psycopg cursor, for COPY
+        # Per session; checked on every call because a rolled-back transaction may have undone its creation.
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ({STAGING_COLUMNS}) ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY {STAGING} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {STAGING} "  # noqa: S608 - fixed names
+            "ON CONFLICT (identity) DO NOTHING RETURNING id"
+        )
+        inserted = [row[0] for row in cursor.fetchall()]
+        if inside_outer_transaction:
+            # ON COMMIT DELETE ROWS empties it only at commit; the caller may write again before that.
+            cursor.execute(f"DELETE FROM {STAGING}")  # noqa: S608
+        return inserted
+
+
+def _insert_sqlite(rows: list[tuple[Any, ...]]) -> list[int]:
+    table = Observation._meta.db_table
+    placeholders = ", ".join("%s" for _ in COLUMNS)
+    with connection.cursor() as cursor:
+        # The transaction holds SQLite's write lock from BEGIN IMMEDIATE, and the table's ids come from
+        # AUTOINCREMENT, so every id above the current maximum is one this statement inserted.
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+        before = cursor.fetchone()[0]
+        cursor.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows)  # noqa: S608
+        cursor.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", [before])  # noqa: S608
+        return [row[0] for row in cursor.fetchall()]
+
+
+_correlating = threading.Lock()
+_more_to_correlate = threading.Event()
+
+
+def _correlate_in_process(task: Any) -> None:
+    """Eager tasks (the embedded mode) would run the whole correlation loop in the request's
+    thread, and under steady traffic one request would wait for everybody's rows. Instead the
+    committing thread correlates one bounded batch (its own rows, in the common case, so a lone
+    client still sees its flow on the next read), and any remainder goes to one background runner;
+    concurrent requests only flag that there is more."""
+    from tracing.services import correlate_batch
+
+    _more_to_correlate.set()
+    if not _correlating.acquire(blocking=False):
+        return  # the running thread will see the flag
+    try:
+        _more_to_correlate.clear()
+        size = settings.CORRELATION_BATCH_SIZE
+        if len(correlate_batch(size).observation_ids) >= size:
+            _more_to_correlate.set()
+    finally:
+        _correlating.release()
+    if _more_to_correlate.is_set():
+        threading.Thread(target=_drain_correlation, args=(task,), name="correlation-drain", daemon=True).start()
+
+
+def _drain_correlation(task: Any) -> None:
+    try:
+        while _more_to_correlate.is_set():
+            if not _correlating.acquire(blocking=False):
+                return  # another runner holds it and will see the flag
+            try:
+                while _more_to_correlate.is_set():
+                    _more_to_correlate.clear()
+                    task.delay()
+            finally:
+                _correlating.release()
+    except Exception:
+        logger.warning("In-process correlation failed; the periodic sweep will retry.", exc_info=True)
+    finally:
+        connections.close_all()
+
+
+# Publishing a task costs a broker round trip; one per request would be one per 512 spans. A
+# commit instead asks for one publication within ENQUEUE_DELAY_SECONDS, shared by every commit
+# that asks meanwhile. The flag is cleared before publishing, so a task is always published after
+# the last commit that saw it set, and that task finds the commit's rows.
+ENQUEUE_DELAY_SECONDS = 0.05
+_enqueue_lock = threading.Lock()
+_enqueue_scheduled = False
+
+
+def _publish_correlation(task: Any) -> None:
+    global _enqueue_scheduled
+    with _enqueue_lock:
+        _enqueue_scheduled = False
+    try:
+        task.delay()
+    except Exception:
+        logger.warning("Could not enqueue correlation; the periodic sweep will correlate the stored observations.", exc_info=True)
+
+
+def _schedule_publication(task: Any) -> None:
+    global _enqueue_scheduled
+    with _enqueue_lock:
+        if _enqueue_scheduled:
+            return
+        _enqueue_scheduled = True
+    timer = threading.Timer(ENQUEUE_DELAY_SECONDS, _publish_correlation, args=(task,))
+    timer.daemon = True
+    timer.start()
+
+
+def enqueue_correlation() -> None:
+    """Hand the new rows to correlation; never fails the request (the sweep is the safety net)."""
+    try:
+        from tracing.tasks import correlate_pending
+
+        if correlate_pending.app.conf.task_always_eager:
+            _correlate_in_process(correlate_pending)
+        else:
+            _schedule_publication(correlate_pending)
+    except Exception:
+        logger.warning("Could not enqueue correlation; the periodic sweep will correlate the stored observations.", exc_info=True)
+
+
+def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:
+    """Write ``records`` in one transaction; answer which rows are new and how many were already stored."""
+    unique = distinct_by_identity(records)
+    if not unique:
+        return StoreResult([], len(records))
+    received_at = connection.ops.adapt_datetimefield_value(datetime.now(UTC))
+    shared = JsonCache()
+    rows = [_row(record, received_at, shared) for record in unique]
+    inside_outer_transaction = connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            inserted = _insert_postgresql(rows, inside_outer_transaction)
+        else:
+            inserted = _insert_sqlite(rows)
+        if inserted:
+            transaction.on_commit(enqueue_correlation)
+    return StoreResult(inserted, len(records) - len(inserted))

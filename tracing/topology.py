@@ -1,0 +1,184 @@
+"""The choreography as observed: producer → event type → consumer, with each edge's count,
+rate, p95 reaction latency and error share over a window.
+
+``build_topology`` is a pure function over plain rows; ``observed_topology`` reads those rows
+for a window. A producer is the service of an event; a consumer is any other service with an
+observation directly caused by that event (a causal edge from the event). A consumer that
+reacts to one event several times (a span and the event it emits) counts once, at its earliest
+reaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+# A window is read from at most this many events and as many reactions, newest first, so that
+# a 24 h window on a busy installation answers in bounded time (rates then cover the rows read).
+ROW_LIMIT = 50_000
+
+WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600, "24h": 86_400}
+DEFAULT_WINDOW = "15m"
+
+
+@dataclass(frozen=True, slots=True)
+class EmittedEvent:
+    service: str
+    type: str
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    event_id: int
+    producer: str
+    type: str
+    consumer: str
+    latency_ns: int
+    failed: bool = False
+
+
+def service_node(name: str) -> str:
+    return f"service:{name}"
+
+
+def event_type_node(name: str) -> str:
+    return f"type:{name}"
+
+
+def parse_window(raw: str | None) -> tuple[str, int]:
+    """``"15m"`` → ``("15m", 900)``; ``ValueError`` with the accepted values otherwise."""
+    name = raw or DEFAULT_WINDOW
+    if name not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}; got {name!r}.")
+    return name, WINDOWS[name]
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile (``share`` in 0..1) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+def earliest_reactions(reactions: Iterable[Reaction]) -> list[Reaction]:
+    """One reaction per (event, consuming service): the earliest; failed if any of them failed."""
+    chosen: dict[tuple[int, str], Reaction] = {}
+    failed: set[tuple[int, str]] = set()
+    for reaction in reactions:
+        key = (reaction.event_id, reaction.consumer)
+        if reaction.failed:
+            failed.add(key)
+        if key not in chosen or reaction.latency_ns < chosen[key].latency_ns:
+            chosen[key] = reaction
+    return [Reaction(r.event_id, r.producer, r.type, r.consumer, r.latency_ns, (key in failed)) for key, r in chosen.items()]
+
+
+def _edge(source: str, target: str, count: int, errors: int, window_seconds: float, latencies_ms: list[float]) -> dict[str, Any]:
+    p95 = percentile(latencies_ms, 0.95)
+    return {
+        "source": source,
+        "target": target,
+        "count": count,
+        "rate": round(count / window_seconds, 4) if window_seconds > 0 else 0.0,
+        "p95_ms": round(p95, 1) if p95 is not None else None,
+        "error_share": round(errors / count, 4) if count else 0.0,
+    }
+
+
+def build_topology(events: Iterable[EmittedEvent], reactions: Iterable[Reaction], window_seconds: float) -> dict[str, Any]:
+    """The graph in the ``GET /api/topology`` shape, nodes and edges sorted for stable output."""
+    produced: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for event in events:
+        tally = produced[(event.service, event.type)]
+        tally[0] += 1
+        tally[1] += event.failed
+    consumed: dict[tuple[str, str], list[Reaction]] = defaultdict(list)
+    for reaction in earliest_reactions(reactions):
+        consumed[(reaction.type, reaction.consumer)].append(reaction)
+        # A reaction whose event fell outside the row limit still names its producer.
+        produced.setdefault((reaction.producer, reaction.type), [0, 0])
+
+    services = {service for service, _ in produced} | {consumer for _, consumer in consumed}
+    types = {event_type for _, event_type in produced} | {event_type for event_type, _ in consumed}
+    nodes = [{"id": service_node(name), "kind": "service", "name": name} for name in sorted(services)]
+    nodes += [{"id": event_type_node(name), "kind": "event_type", "name": name} for name in sorted(types)]
+
+    edges = [
+        _edge(service_node(service), event_type_node(event_type), count, errors, window_seconds, [])
+        for (service, event_type), (count, errors) in sorted(produced.items())
+    ]
+    for (event_type, consumer), group in sorted(consumed.items()):
+        # Clocks disagree between services; a reaction "before" its event counts as immediate.
+        latencies = [max(0, r.latency_ns) / 1e6 for r in group]
+        errors = sum(r.failed for r in group)
+        edges.append(_edge(event_type_node(event_type), service_node(consumer), len(group), errors, window_seconds, latencies))
+    return {"nodes": nodes, "edges": edges}
+
+
+def pulses(events: Iterable[EmittedEvent], reactions: Iterable[Reaction]) -> list[dict[str, Any]]:
+    """What just happened, as counts along graph edges: what the service map animates."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for event in events:
+        counts[(service_node(event.service), event_type_node(event.type))] += 1
+    for reaction in earliest_reactions(reactions):
+        counts[(event_type_node(reaction.type), service_node(reaction.consumer))] += 1
+    return [{"source": source, "target": target, "count": n} for (source, target), n in sorted(counts.items())]
+
+
+# --- Reading the rows ----------------------------------------------------------------------------
+
+
+def _reaction_rows(queryset: Any) -> list[Reaction]:
+    rows = queryset.values_list(
+        "source_id",
+        "source__service",
+        "source__name",
+        "target__service",
+        "target__start_ns",
+        "source__start_ns",
+        "target__status",
+    )
+    return [
+        Reaction(event_id, producer, event_type, consumer, target_start - source_start, status == "error")
+        for event_id, producer, event_type, consumer, target_start, source_start, status in rows
+        if consumer != producer
+    ]
+
+
+def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[str, Any]:
+    """The topology of events received in the last ``window_seconds``."""
+    from tracing.models import Edge, Observation
+
+    since = (now or timezone.now()) - timedelta(seconds=window_seconds)
+    event_rows = (
+        Observation.objects.filter(kind=Observation.Kind.EVENT, received_at__gte=since)
+        .order_by("-received_at")
+        .values_list("service", "name", "status")[:ROW_LIMIT]
+    )
+    events = [EmittedEvent(service, name, status == "error") for service, name, status in event_rows]
+    reactions = _reaction_rows(
+        Edge.objects.filter(source__kind=Observation.Kind.EVENT, source__received_at__gte=since).order_by("-id")[:ROW_LIMIT]
+    )
+    return build_topology(events, reactions, window_seconds)
+
+
+def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:
+    """Pulses for one correlated batch: its events, and reactions that touch its observations."""
+    from tracing.models import Edge, Observation
+
+    event_rows = Observation.objects.filter(id__in=observation_ids, kind=Observation.Kind.EVENT).values_list("service", "name")
+    events = [EmittedEvent(service, name) for service, name in event_rows]
+    # Two index lookups, not one OR over both columns (which both SQLite and PostgreSQL scan).
+    reactions = _reaction_rows(Edge.objects.filter(target_id__in=observation_ids, source__kind=Observation.Kind.EVENT))
+    later = Edge.objects.filter(source_id__in=observation_ids, source__kind=Observation.Kind.EVENT)
+    reactions += _reaction_rows(later.exclude(target_id__in=observation_ids))
+    return pulses(events, reactions)
