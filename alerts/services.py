@@ -44,6 +44,9 @@ from tracing.models import Edge, Flow, Observation
 log = logging.getLogger(__name__)
 
 ACTIVE = (Flow.Status.RUNNING, Flow.Status.STUCK)
+# A flow that reached an end step still owes what it was expected to do: in a fan-out, nobody
+# reacts last, and the reaction still missing when another branch ends the flow is the one to name.
+WATCHED = (*ACTIVE, Flow.Status.COMPLETED)
 UNRESOLVED = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
 LEARN_FROM_FLOWS = 500  # the newest finished flows of a type a model is learned from
 LEARN_WINDOW = timedelta(days=1)
@@ -68,10 +71,10 @@ def traces_of(flow_ids: Iterable[int], with_causes: bool = False) -> dict[int, l
     ids = list(flow_ids)
     causes: dict[int, list[int]] = defaultdict(list)
     if with_causes:
-        for source, target in Edge.objects.filter(flow_id__in=ids).values_list("source_id", "target_id"):
+        for source, target in Edge.objects.filter(flow_id__any=ids).values_list("source_id", "target_id"):
             causes[target].append(source)
     traces: dict[int, list[Occurrence]] = defaultdict(list)
-    rows = Observation.objects.filter(flow_id__in=ids).values_list(
+    rows = Observation.objects.filter(flow_id__any=ids).values_list(
         "id", "flow_id", "service", "name", "start_ns", "kind", "event_source"
     )
     for obs_id, flow_id, service, name, start_ns, kind, event_source in rows:
@@ -86,7 +89,7 @@ def first_occurrences(flow_ids: Iterable[int]) -> dict[int, list[Occurrence]]:
     """Each step of these flows once, at its first occurrence: all that deadlines depend on,
     read grouped so that a long flow repeating a few steps costs a few rows."""
     rows = (
-        Observation.objects.filter(flow_id__in=list(flow_ids))
+        Observation.objects.filter(flow_id__any=list(flow_ids))
         .values_list("flow_id", "service", "name", "kind", "event_source")
         .annotate(first_ns=Min("start_ns"), first_id=Min("id"))
     )
@@ -140,7 +143,7 @@ def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> N
     if not flows:
         return
     rules = rules_by_type(f.type for f in flows)
-    needs_trace = [f.id for f in flows if f.status in ACTIVE and f.type in rules]
+    needs_trace = [f.id for f in flows if f.status in WATCHED and f.type in rules]
     traces = first_occurrences(needs_trace) if needs_trace else {}
     alerted = set(Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=UNRESOLVED).values_list("flow_id", flat=True))
     changed, recovered = [], []
@@ -159,21 +162,24 @@ def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> N
 
 
 def apply_dues(flow: Flow, dues: Sequence[Due], now: datetime, alerted: bool) -> None:
-    """Set a flow's deadline and, when it has an alert, whether it is still stuck."""
+    """Set a flow's deadline and, when it has an alert, whether it is still stuck. A completed
+    flow that still waits for an expected step runs until it arrives (or is stuck without it)."""
     deadline = deadline_of(dues)
     overdue = missing_steps(dues, now.timestamp())
-    if flow.status in ACTIVE and (flow.status == Flow.Status.STUCK or alerted):
+    if flow.status in WATCHED and (flow.status == Flow.Status.STUCK or alerted):
         # A stuck flow stays stuck until what it was missing arrives (or is no longer expected
         # at all): a refreshed model that moves a deadline later must not resolve the alert
         # only to open it again a few seconds on.
         named = {(m.get("step"), m.get("service")) for m in flow.missing}
         overdue = [d for d in dues if d.due_at <= now.timestamp() or (d.step.name, d.step.service) in named]
-    if flow.status not in ACTIVE:
+    if flow.status not in WATCHED:
         flow.stuck_after, flow.missing = None, []
     elif (flow.status == Flow.Status.STUCK or alerted) and overdue:
-        # Correlation recomputes a changed flow's status from its observations (running); the
-        # stuck state is ours to keep while something stays missing.
+        # Correlation recomputes a changed flow's status from its observations (running or
+        # completed); the stuck state is ours to keep while something stays missing.
         flow.status, flow.missing = Flow.Status.STUCK, missing_json(overdue)
+    elif flow.status == Flow.Status.COMPLETED and deadline is None:
+        flow.stuck_after, flow.missing = None, []
     else:
         flow.status = Flow.Status.RUNNING
         flow.stuck_after = as_time(deadline) if deadline is not None else None

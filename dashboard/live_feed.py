@@ -92,7 +92,7 @@ def stream_item_matches(item: Mapping[str, Any], filters: StreamFilters) -> bool
 def stream_items(observation_ids: list[int]) -> list[dict[str, Any]]:
     """The newest ``STREAM_BATCH_CAP`` of these observations, oldest first."""
     newest = sorted(observation_ids)[-STREAM_BATCH_CAP:]
-    rows = Observation.objects.filter(id__in=newest).order_by("id").values(*STREAM_FIELDS)
+    rows = Observation.objects.filter(id__any=newest).order_by("id").values(*STREAM_FIELDS)
     return [stream_item(row) for row in rows]
 
 
@@ -150,7 +150,7 @@ def flow_updates(flow_ids: list[int], observation_ids: list[int], merged: Mappin
         flow = Flow.objects.filter(id=flow_id, merged_into__isnull=True).first()
         if flow is None:
             continue
-        new_ids = list(Observation.objects.filter(flow_id=flow_id, id__in=observation_ids).values_list("id", flat=True))
+        new_ids = list(Observation.objects.filter(flow_id=flow_id, id__any=observation_ids).values_list("id", flat=True))
         messages.append((group, {"flow": page_detail(flow), "new": sorted(new_ids)}))
     return messages
 

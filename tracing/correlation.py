@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -301,21 +302,52 @@ def is_error(node: FlowNode, flow_type: FlowType | None) -> bool:
     return bool(ERROR_EVENT.search(node.name.rsplit(".", 1)[-1]))
 
 
-def flow_status(nodes: Sequence[FlowNode], flow_type: FlowType | None, error_count: int) -> str:
-    if error_count:
+def retried_successfully(nodes: Sequence[FlowNode], edges: Iterable[tuple[int, int]]) -> set[int]:
+    """Failed spans that a later attempt made good: the same service ran the same operation on
+    the same cause (a redelivered message, say) again, and that attempt did not fail. The spans
+    under a recovered attempt are recovered with it."""
+    causes: dict[int, set[int]] = defaultdict(set)
+    effects: dict[int, list[int]] = defaultdict(list)
+    for source, target in edges:
+        causes[target].add(source)
+        effects[source].append(target)
+    spans = {node.id: node for node in nodes if node.kind == "span"}
+    attempts: dict[tuple[int, str, str], list[FlowNode]] = defaultdict(list)
+    for node in spans.values():
+        for cause in causes.get(node.id, ()):
+            attempts[(cause, node.service, node.name)].append(node)
+    recovered: set[int] = set()
+    for group in attempts.values():
+        succeeded = [node.start_ns for node in group if node.status != "error"]
+        if succeeded:
+            last = max(succeeded)
+            recovered.update(node.id for node in group if node.status == "error" and node.start_ns <= last)
+    stack = list(recovered)
+    while stack:
+        for effect in effects.get(stack.pop(), ()):
+            if effect in spans and effect not in recovered:
+                recovered.add(effect)
+                stack.append(effect)
+    return recovered
+
+
+def flow_status(nodes: Sequence[FlowNode], flow_type: FlowType | None, unrecovered_errors: int) -> str:
+    """``failed`` on an error a retry did not make good; ``completed`` on a configured end event."""
+    if unrecovered_errors:
         return "failed"
     if flow_type is not None and any(node.kind == "event" and node.name in flow_type.end for node in nodes):
         return "completed"
     return "running"
 
 
-def summarize_flow(nodes: Sequence[FlowNode], edges: Iterable[tuple[int, int]], config: FlowsConfig) -> FlowSummary:
+def summarize_flow(nodes: Sequence[FlowNode], edges: Sequence[tuple[int, int]], config: FlowsConfig) -> FlowSummary:
     """Key, type, status, timings, services and steps of one flow, from its nodes and edges."""
     by_id = {node.id: node for node in nodes}
     ordered = [by_id[node_id] for node_id in causal_order({n.id: (n.start_ns, n.id) for n in nodes}, edges)]
     events = [node for node in ordered if node.kind == "event"]
     type_name, flow_type = flow_type_of(events, config)
-    error_count = sum(1 for node in ordered if is_error(node, flow_type))
+    errors = [node.id for node in ordered if is_error(node, flow_type)]
+    recovered = retried_successfully(ordered, edges) if errors else set()
     root_trace = next((node.trace_id for node in ordered if node.trace_id), "")
     key = next((node.business_key for node in ordered if node.business_key), "") or root_trace
     if not key and ordered:
@@ -323,13 +355,13 @@ def summarize_flow(nodes: Sequence[FlowNode], edges: Iterable[tuple[int, int]], 
     return FlowSummary(
         key=key,
         type=type_name,
-        status=flow_status(ordered, flow_type, error_count),
+        status=flow_status(ordered, flow_type, sum(1 for node_id in errors if node_id not in recovered)),
         started_ns=min(node.start_ns for node in nodes),
         last_seen_ns=max(max(node.start_ns, node.end_ns or 0) for node in nodes),
         services=list(dict.fromkeys(node.service for node in ordered if node.service)),
         steps=[{"id": e.id, "name": e.name, "service": e.service, "at": iso_from_ns(e.start_ns)} for e in events[:MAX_STEPS]],
         observation_count=len(nodes),
-        error_count=error_count,
+        error_count=len(errors),
         root_trace_id=root_trace,
         event_types=sorted({event.name for event in events}),
     )

@@ -57,8 +57,9 @@ class Observation(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=5, choices=Kind.choices)
-    identity = models.CharField(max_length=80, unique=True)
-    flow = models.ForeignKey(Flow, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations")
+    identity = models.CharField(max_length=80)
+    # Indexed by ``obs_flow_time``, whose first column it is.
+    flow = models.ForeignKey(Flow, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations", db_index=False)
     name = models.CharField(max_length=255)
     service = models.CharField(max_length=255)
     start_ns = models.BigIntegerField()
@@ -79,13 +80,17 @@ class Observation(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # Every observation is written twice (stored, then correlated), and each index costs
+        # both writes: these are the ones a query uses. (A constraint rather than
+        # ``unique=True``, which would add a second, pattern-matching index on PostgreSQL.)
+        constraints = [models.UniqueConstraint(fields=["identity"], name="obs_identity_unique")]
         indexes = [
             models.Index(fields=["flow", "start_ns"], name="obs_flow_time"),
             models.Index(fields=["id"], name="obs_uncorrelated", condition=Q(flow__isnull=True)),
             models.Index(fields=["received_at"], name="obs_received"),
-            models.Index(fields=["service", "flow"], name="obs_service_flow"),
-            models.Index(fields=["name", "flow"], name="obs_name_flow"),
-            models.Index(fields=["trace_id"], name="obs_trace"),
+            # The live stream's filters: the newest observations of a service or of a type.
+            models.Index(fields=["service", "-id"], name="obs_service_newest"),
+            models.Index(fields=["name", "-id"], name="obs_name_newest"),
         ]
 
     def __str__(self) -> str:
@@ -126,9 +131,10 @@ class Edge(models.Model):
         FOLLOWS_FROM = "follows_from"
         DELIVERS = "delivers"
 
-    flow = models.ForeignKey(Flow, null=True, on_delete=models.CASCADE, related_name="edges")
-    source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
-    target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the constraint and indexes below, not each on its own.
+    flow = models.ForeignKey(Flow, null=True, on_delete=models.CASCADE, related_name="edges", db_index=False)
+    source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False)
+    target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
 
     class Meta:
@@ -143,8 +149,11 @@ class Anchor(models.Model):
     """A name an observation can be referred to by: its span, its event id, a message id, a
     business key. The first observation to claim a name owns it."""
 
-    name = models.CharField(max_length=320, unique=True)
+    name = models.CharField(max_length=320)
     observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name"], name="anchor_name_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -161,8 +170,8 @@ class PendingRef(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # Also the index for looking pending references up by anchor (its first column).
         constraints = [models.UniqueConstraint(fields=["anchor", "observation", "kind"], name="pending_unique")]
-        indexes = [models.Index(fields=["anchor"], name="pending_anchor")]
 
     def __str__(self) -> str:
         return f"{self.observation_id} → {self.anchor}"

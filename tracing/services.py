@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from tracing.bulk import insert_rows, remap_column, update_rows
+from tracing.bulk import chunks, insert_rows, remap_column, update_rows
 from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
 from tracing.flowconfig import flows_config
 from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key: the bytes of "corrlate" read as a big-endian integer.
 CORRELATION_LOCK = 0x636F72726C617465
-IN_CHUNK = 4000  # bound on parameters per IN (...) list; SQLite allows 32,766 per statement
 CLAIM_FIELDS = (
     "id",
     "kind",
@@ -62,11 +61,6 @@ CLAIM_FIELDS = (
     "event_source",
     "event_id",
 )
-
-
-def chunks(values: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -151,7 +145,7 @@ def anchor_owners(names: Iterable[str]) -> dict[str, tuple[int, int | None]]:
     """name → (owning observation id, its flow id or None while it is in this batch)."""
     owners: dict[str, tuple[int, int | None]] = {}
     for part in chunks(sorted(set(names))):
-        rows = Anchor.objects.filter(name__in=part).values_list("name", "observation_id", "observation__flow_id")
+        rows = Anchor.objects.filter(name__any=part).values_list("name", "observation_id", "observation__flow_id")
         owners.update({name: (observation_id, flow_id) for name, observation_id, flow_id in rows})
     return owners
 
@@ -188,7 +182,7 @@ def resolve_earlier_pending(won: dict[str, int], components: UnionFind) -> tuple
     edges: list[tuple[int, int, str]] = []
     resolved: list[int] = []
     for part in chunks(sorted(won)):
-        rows = PendingRef.objects.filter(anchor__in=part).values_list(
+        rows = PendingRef.objects.filter(anchor__any=part).values_list(
             "id", "anchor", "observation_id", "kind", "anchor_is_cause", "observation__flow_id"
         )
         for ref_id, anchor, observation_id, kind, anchor_is_cause, flow_id in rows:
@@ -207,7 +201,7 @@ def merge_flows(survivor_of: dict[int, int]) -> None:
     remap_column(Observation, "flow", survivor_of)
     remap_column(Edge, "flow", survivor_of)
     for part in chunks(sorted(survivor_of)):
-        FlowFacet.objects.filter(flow_id__in=part).delete()
+        FlowFacet.objects.filter(flow_id__any=part).delete()
     remap_column(Flow, "merged_into", survivor_of)  # flows absorbed earlier follow to the new survivor
     now = timezone.now()
     update_rows(Flow, ["merged_into", "observation_count", "updated_at"], [(a, s, 0, now) for a, s in survivor_of.items()])
@@ -241,7 +235,7 @@ def reattribute_events(edges: list[tuple[int, int, str]], batch: dict[int, Claim
     outside = sorted({source for source, _ in emitted if source not in batch})
     services = {obs.id: obs.service for obs in batch.values() if obs.kind == Observation.Kind.SPAN}
     for part in chunks(outside):
-        services.update(Observation.objects.filter(id__in=part, kind=Observation.Kind.SPAN).values_list("id", "service"))
+        services.update(Observation.objects.filter(id__any=part, kind=Observation.Kind.SPAN).values_list("id", "service"))
     earlier: dict[str, list[int]] = defaultdict(list)
     for span_id, event_id in emitted:
         service = services.get(span_id)
@@ -252,7 +246,8 @@ def reattribute_events(edges: list[tuple[int, int, str]], batch: dict[int, Claim
         else:
             earlier[service].append(event_id)
     for service, event_ids in earlier.items():
-        Observation.objects.filter(id__in=event_ids, kind=Observation.Kind.EVENT).update(service=service)
+        for part in chunks(event_ids):
+            Observation.objects.filter(id__any=part, kind=Observation.Kind.EVENT).update(service=service)
 
 
 def save_batch_observations(observations: list[Claimed]) -> None:
@@ -268,13 +263,13 @@ def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
     config = flows_config()
     nodes: dict[int, list[FlowNode]] = defaultdict(list)
     edges: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for part in chunks(ids, 1000):
-        rows = Observation.objects.filter(flow_id__in=part).values_list(
+    for part in chunks(ids):
+        rows = Observation.objects.filter(flow_id__any=part).values_list(
             "flow_id", "id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id"
         )
         for flow_id, *values in rows:
             nodes[flow_id].append(FlowNode(*values))  # type: ignore[arg-type]
-        for flow_id, source, target in Edge.objects.filter(flow_id__in=part).values_list("flow_id", "source_id", "target_id"):
+        for flow_id, source, target in Edge.objects.filter(flow_id__any=part).values_list("flow_id", "source_id", "target_id"):
             edges[flow_id].append((source, target))
     updates: list[tuple[object, ...]] = []
     facets: list[tuple[int, str, str, datetime]] = []
@@ -317,7 +312,7 @@ def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
     ]
     update_rows(Flow, fields, updates)
     for part in chunks(ids):
-        FlowFacet.objects.filter(flow_id__in=part).delete()
+        FlowFacet.objects.filter(flow_id__any=part).delete()
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
 
 
@@ -356,7 +351,7 @@ def correlate_batch(size: int) -> BatchOutcome:
         )
         insert_rows(PendingRef, ["anchor", "observation", "kind", "anchor_is_cause", "created_at"], pending)
         for part in chunks(resolved):
-            PendingRef.objects.filter(id__in=part).delete()
+            PendingRef.objects.filter(id__any=part).delete()
         refresh_flow_summaries(outcome.flow_ids)
         outcome.observation_ids = sorted(batch)
         flows_changed.send(

@@ -175,10 +175,10 @@ def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:
     """Pulses for one correlated batch: its events, and reactions that touch its observations."""
     from tracing.models import Edge, Observation
 
-    event_rows = Observation.objects.filter(id__in=observation_ids, kind=Observation.Kind.EVENT).values_list("service", "name")
+    event_rows = Observation.objects.filter(id__any=observation_ids, kind=Observation.Kind.EVENT).values_list("service", "name")
     events = [EmittedEvent(service, name) for service, name in event_rows]
     # Two index lookups, not one OR over both columns (which both SQLite and PostgreSQL scan).
-    reactions = _reaction_rows(Edge.objects.filter(target_id__in=observation_ids, source__kind=Observation.Kind.EVENT))
-    later = Edge.objects.filter(source_id__in=observation_ids, source__kind=Observation.Kind.EVENT)
-    reactions += _reaction_rows(later.exclude(target_id__in=observation_ids))
+    reactions = _reaction_rows(Edge.objects.filter(target_id__any=observation_ids, source__kind=Observation.Kind.EVENT))
+    later = Edge.objects.filter(source_id__any=observation_ids, source__kind=Observation.Kind.EVENT)
+    reactions += _reaction_rows(later.exclude(target_id__any=observation_ids))
     return pulses(events, reactions)

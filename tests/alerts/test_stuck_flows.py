@@ -123,6 +123,56 @@ def test_a_declared_expectation_works_without_any_history_and_names_the_service_
     assert Alert.objects.get(id=alert_id).after == "OrderCreated"
 
 
+def test_a_flow_that_reached_its_end_while_a_fan_out_reaction_is_missing_waits_for_it(tmp_path, settings):
+    flows_file = tmp_path / "flows.yaml"
+    flows_file.write_text(
+        """
+flows:
+  - type: order
+    start: [OrderCreated]
+    end: [ShipmentPrepared]
+    expect:
+      - after: OrderCreated
+        steps: [email/EmailSent, warehouse/ShipmentPrepared, rewards/PointsCreated]
+        within: 20s
+"""
+    )
+    settings.FLOWS_FILE = str(flows_file)
+    order = order_without_rewards()  # ShipmentPrepared, the end step, came; PointsCreated did not
+    flow = order.flow()
+    assert (flow.type, flow.status, flow.stuck_after is not None) == ("order", Flow.Status.RUNNING, True)
+
+    [alert_id] = scan_stuck_flows(NOW)
+    flow = order.flow()
+    assert flow.status == Flow.Status.STUCK
+    assert [(m["step"], m["service"]) for m in flow.missing] == [("PointsCreated", "rewards")]
+
+    points_created_late(order)
+    flow = order.flow()
+    assert (flow.status, flow.missing, flow.stuck_after) == (Flow.Status.COMPLETED, [], None)
+    assert Alert.objects.get(id=alert_id).state == "resolved"
+
+
+def test_a_completed_flow_with_nothing_outstanding_stays_completed_without_a_deadline(tmp_path, settings):
+    flows_file = tmp_path / "flows.yaml"
+    flows_file.write_text(
+        """
+flows:
+  - type: order
+    start: [OrderCreated]
+    end: [ShipmentPrepared]
+    expect:
+      - after: OrderCreated
+        steps: [email/EmailSent, warehouse/ShipmentPrepared]
+        within: 20s
+"""
+    )
+    settings.FLOWS_FILE = str(flows_file)
+    flow = order_without_rewards().flow()
+    assert (flow.status, flow.stuck_after, flow.missing) == (Flow.Status.COMPLETED, None, [])
+    assert scan_stuck_flows(NOW + timedelta(hours=1)) == []
+
+
 def test_declared_expectations_win_over_learned_ones():
     learned_history()
     DeclaredFlow.objects.create(flow_type="OrderCreated").expectations.create(

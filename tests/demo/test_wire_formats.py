@@ -63,6 +63,6 @@ def test_the_shops_flow_definition_is_one_choreoscope_understands():
 
     path = Path(__file__).resolve().parents[2] / "demo" / "flows.yaml"
     (order,) = parse_flows_config(path.read_text()).types
-    assert order.type == "order" and order.start == {"OrderCreated"} and not order.end
+    assert order.type == "order" and order.start == {"OrderCreated"} and order.end == {"DispatchNoticeSent"}
     expected = {(rule.step.service, rule.step.name) for rule in rules_from_file(str(path))["order"].expectations}
     assert ("rewards", "PointsCreated") in expected and ("warehouse", "ShipmentPrepared") in expected

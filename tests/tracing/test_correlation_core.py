@@ -13,6 +13,7 @@ from tracing.correlation import (
     FOLLOWS_FROM,
     MEMBER,
     FlowNode,
+    FlowSummary,
     Reference,
     causal_order,
     edge_between,
@@ -22,6 +23,7 @@ from tracing.correlation import (
     linkage,
     message_anchor,
     messaging_side,
+    retried_successfully,
     span_anchor,
     summarize_flow,
     value_at,
@@ -200,6 +202,38 @@ def test_a_flow_type_is_configured_else_its_root_events_type():
 )
 def test_a_flow_fails_on_an_error_and_completes_on_a_configured_end_event(nodes, status):
     assert summarize_flow(nodes, [], ORDERS).status == status
+
+
+def retried(second_attempt_status: str) -> FlowSummary:
+    """OrderCreated (1) delivered to warehouse twice: attempt 2 failed, with a failed child span
+    3; attempt 4 came later with ``second_attempt_status``, and emitted ShipmentPrepared (5)."""
+    nodes = [
+        node(1, start=0),
+        node(2, "span", "process orders", "warehouse", start=10, status="error"),
+        node(3, "span", "reserve stock", "warehouse", start=11, status="error"),
+        node(4, "span", "process orders", "warehouse", start=500, status=second_attempt_status),
+        node(5, name="ShipmentPrepared", service="warehouse", start=510),
+    ]
+    return summarize_flow(nodes, [(1, 2), (2, 3), (1, 4), (4, 5)], ORDERS)
+
+
+def test_an_error_a_retry_made_good_counts_but_does_not_fail_the_flow():
+    recovered = retried("unset")
+    assert (recovered.status, recovered.error_count) == ("completed", 2)
+    still_failing = retried("error")
+    assert (still_failing.status, still_failing.error_count) == ("failed", 3)
+
+
+def test_a_success_of_another_operation_or_on_another_cause_is_no_retry():
+    nodes = [
+        node(1, start=0),
+        node(2, "span", "process orders", "warehouse", start=10, status="error"),
+        node(3, "span", "send mail", "warehouse", start=20),  # same cause, other operation
+        node(4, start=30),
+        node(5, "span", "process orders", "warehouse", start=40),  # same operation, other cause
+    ]
+    assert retried_successfully(nodes, [(1, 2), (1, 3), (4, 5)]) == set()
+    assert summarize_flow(nodes, [(1, 2), (1, 3), (4, 5)], ORDERS).status == "failed"
 
 
 def test_services_are_listed_in_causal_order_of_first_appearance():
