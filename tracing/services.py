@@ -2,7 +2,8 @@
 
 Correlation runs in batches. One batch, in one transaction:
 1. claim the oldest uncorrelated observations (``flow IS NULL``);
-2. store their anchors (first claimant owns a name) and look up every name they refer to;
+2. look up every name they claim or refer to, and store the claims on names nobody owns yet
+   (the first claimant owns a name);
 3. turn resolved references into cause → effect edges, keep the others as pending references,
    and resolve earlier pending references that point at names this batch now owns;
 4. union flows: every connected component keeps its oldest flow, the others are absorbed
@@ -147,6 +148,23 @@ def anchor_owners(names: Iterable[str]) -> dict[str, tuple[int, int | None]]:
     for part in chunks(sorted(set(names))):
         rows = Anchor.objects.filter(name__any=part).values_list("name", "observation_id", "observation__flow_id")
         owners.update({name: (observation_id, flow_id) for name, observation_id, flow_id in rows})
+    return owners
+
+
+def claim_anchors(linkages: dict[int, Linkage]) -> dict[str, tuple[int, int | None]]:
+    """The owner of every name the batch mentions: its earlier owner, else the batch's first
+    claimant (in id order), whose claim is stored now. Runs under the correlation lock (or
+    SQLite's single writer), so no other batch claims a name between the lookup and the insert;
+    a name claimed by a dozen members of one order costs one row, not a dozen conflicts."""
+    names = {name for link in linkages.values() for name in (*link.anchors, *(ref.anchor for ref in link.references))}
+    owners = anchor_owners(names)
+    claims: dict[str, int] = {}
+    for obs_id, link in linkages.items():
+        for name in link.anchors:
+            if name not in owners:
+                claims.setdefault(name, obs_id)
+    insert_rows(Anchor, ["name", "observation"], list(claims.items()))
+    owners.update({name: (obs_id, None) for name, obs_id in claims.items()})
     return owners
 
 
@@ -327,10 +345,7 @@ def correlate_batch(size: int) -> BatchOutcome:
         batch = {obs.id: obs for obs in observations}
         linkages = {obs.id: linkage(obs, config) for obs in observations}
         take_correlation_lock()
-        anchors = [(name, obs_id) for obs_id, link in linkages.items() for name in link.anchors]
-        insert_rows(Anchor, ["name", "observation"], anchors)
-        names = {name for link in linkages.values() for name in (*link.anchors, *(ref.anchor for ref in link.references))}
-        owners = anchor_owners(names)
+        owners = claim_anchors(linkages)
         components = UnionFind()
         edges, pending = resolve_references(observations, linkages, owners, components)
         won = {name: owner for name, (owner, flow_id) in owners.items() if owner in batch and flow_id is None}
