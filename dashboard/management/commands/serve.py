@@ -1,7 +1,11 @@
 """Serve everything from one process: pages, JSON API, WebSockets and ingestion on PORT, and
 OTLP/HTTP on OTLP_PORT too (4318, the OpenTelemetry SDKs' default), so an instrumented service
 needs no configuration. In the embedded default it also runs the periodic jobs; with DEMO=1 it
-starts the demo shop as a separate process once the server answers."""
+starts the demo shop as a separate process once the server answers.
+
+On Ctrl-C the demo stops first, while the server still takes what it flushes (its last spans and
+events), and then the server: the demo runs in a session of its own so that the terminal's
+interrupt reaches the server alone, and it stops by itself if the server dies without stopping it."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -100,12 +106,38 @@ class Command(BaseCommand):
                 # Every worker accepts on the same inherited sockets; the kernel spreads connections.
                 Multiprocess(config, sockets=sockets).run()
             else:
-                uvicorn.Server(config).run(sockets=sockets)
+                Server(config, before_exit=demo.stop if demo else None).run(sockets=sockets)
         finally:
             if demo:
                 demo.stop()
             if scheduler:
                 scheduler.stop()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which on a signal first runs ``before_exit`` (in a thread: it may take
+    seconds, and requests keep being served meanwhile) and then shuts down. A second signal
+    shuts down at once."""
+
+    def __init__(self, config: uvicorn.Config, before_exit: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.before_exit = before_exit
+        self.exiting = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.before_exit is None or self.exiting:
+            super().handle_exit(sig, frame)
+            return
+        self.exiting = True
+        threading.Thread(target=self._exit_after, args=(sig, frame), name="before-exit", daemon=True).start()
+
+    def _exit_after(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            assert self.before_exit is not None
+            self.before_exit()
+        finally:
+            if not self.should_exit:
+                super().handle_exit(sig, frame)
 
 
 class DemoProcess:
@@ -119,7 +151,11 @@ class DemoProcess:
         if not wait_until_serving(f"{self.base_url}/healthz") or self._stopping:
             return
         env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": self.base_url.rsplit(":", 1)[0] + f":{self.otlp_port}"}
-        self.process = subprocess.Popen([sys.executable, "manage.py", "demo", "--target", self.base_url], env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--target", self.base_url, "--parent", str(os.getpid())],
+            env=env,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         self._stopping = True

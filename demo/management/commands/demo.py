@@ -69,6 +69,13 @@ class Command(BaseCommand):
             help="Multiply every service's simulated latency (0.2: five times faster; faults' delays are not scaled).",
         )
         parser.add_argument("--seed", type=int, default=None, help="Seed the simulated randomness.")
+        parser.add_argument(
+            "--parent",
+            type=int,
+            default=None,
+            metavar="PID",
+            help="Stop (draining, as on Ctrl-C) once process PID, which started this one, is gone (`serve` passes its own).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config, changes = self._config(options)
@@ -86,6 +93,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        parent = options["parent"]
         self.stdout.write(self._banner(config))
         shop.start()
         started = time.monotonic()
@@ -93,6 +101,9 @@ class Command(BaseCommand):
             ticks = 0
             while not stop.wait(1.0):
                 ticks += 1
+                if parent is not None and os.getppid() != parent:
+                    interrupted.set()
+                    break
                 if options["duration"] is not None and time.monotonic() - started >= options["duration"]:
                     break
                 if ticks % STATUS_EVERY_SECONDS == 0:
