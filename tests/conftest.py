@@ -19,10 +19,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Browser tests leave screenshots of what they saw here (ignored by git); the README's pictures are
+# made on purpose by ``python -m tests.pages.screenshots``.
+TEST_SCREENSHOTS = ROOT / "var" / "test-screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -57,6 +61,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if REQUIRE_SERVICES or os.environ.get("CI"):
                 continue  # the browser fixture fails loudly
             item.add_marker(pytest.mark.skip(reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _a_redis_namespace_per_test_process() -> Iterator[None]:
+    """pytest-xdist's workers share one Redis: each gets channel groups and cache keys of its own,
+    so that one worker's live messages never reach another worker's sockets."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    if not settings.REDIS_URL:
+        yield
+        return
+    prefix = f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:6]}"
+    configured: dict[str, dict[str, Any]] = settings.CHANNEL_LAYERS
+    layers = {
+        name: {**layer, "CONFIG": {**layer.get("CONFIG", {}), "prefix": f"{prefix}:asgi"}} for name, layer in configured.items()
+    }
+    caches = {name: {**cache, "KEY_PREFIX": prefix} for name, cache in settings.CACHES.items()}
+    with override_settings(REDIS_PREFIX=prefix, CHANNEL_LAYERS=layers, CACHES=caches):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,9 @@
 import json
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import TEST_SCREENSHOTS
 
 pytestmark = pytest.mark.browser
 
@@ -14,8 +13,8 @@ def test_a_newcomer_logs_in_and_sees_the_dashboard_shell(page, server):
     nav = page.locator("nav.mainnav a").all_inner_texts()
     assert nav == ["Overview", "Flows", "Live", "Alerts", "Services"]
     assert page.locator("h1").inner_text() == "Overview"
-    Path(ROOT / "docs/screenshots").mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ROOT / "docs/screenshots/overview.png"), full_page=True)
+    TEST_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(TEST_SCREENSHOTS / "overview.png"), full_page=True)
 
 
 def test_a_wrong_password_is_refused_with_a_message(browser, server):

@@ -5,12 +5,13 @@ import time
 import uuid
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.conftest import ROOT
+from tests.conftest import TEST_SCREENSHOTS
 from tests.live.http import flow_id_of, post_event, session_cookie
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = ROOT / "docs/screenshots"
+SCREENSHOTS = TEST_SCREENSHOTS
 
 
 def wait_live(page, selector: str = "#live-status") -> None:
@@ -86,21 +87,27 @@ def test_the_service_map_grows_a_new_consumer_without_a_reload(page, server):
     assert newcomer in page.locator("[data-map-table]").inner_text()
 
 
-def test_screenshots_of_the_live_pages(page, server, browser):
+def test_the_live_pages_show_what_was_just_sent_at_desktop_and_phone_widths(page, server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    keys = []
     for n in range(6):
         key = f"order-{1040 + n}-{uuid.uuid4().hex[:4]}"
+        keys.append(key)
         post_event(server.url, "OrderCreated", "checkout", key, event_id=f"c-{key}")
         post_event(server.url, "EmailSent", "email", key, causation=f"c-{key}")
         post_event(server.url, "ShipmentPrepared", "warehouse", key, causation=f"c-{key}")
     page.goto("/live/")
     wait_live(page)
     page.wait_for_selector("#live-rows tr")
+    expect(page.locator("#live-rows")).to_contain_text(keys[-1])
     page.screenshot(path=str(SCREENSHOTS / "live.png"))
     page.goto("/services/")
     page.wait_for_selector('.service-map[data-ready="true"]')
     wait_live(page, ".map-panel .live-status")
     page.wait_for_timeout(300)
+    # OrderCreated, emitted by checkout, consumed by email and by warehouse.
+    for text in ("OrderCreated", "checkout", "email", "warehouse"):
+        expect(page.locator("[data-map-table]")).to_contain_text(text)
     page.screenshot(path=str(SCREENSHOTS / "services.png"))
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/live/")

@@ -1,15 +1,24 @@
-"""Take the flows pages' screenshots for the README: ``python -m tests.pages.screenshots``.
+"""Take the README's screenshots.
 
-Starts a real server on the embedded default with a flow definition (an order completes at
-LabelPrinted), writes a handful of recent checkouts through the real store and correlation (one
-stuck waiting for rewards, one failed, the others shipped), and saves 1360x860 and phone-width
-shots under ``docs/screenshots/``.
+``python -m tests.pages.screenshots``: the flows pages. Starts a real server on the embedded default
+with a flow definition (an order completes at LabelPrinted), writes a handful of recent checkouts
+through the real store and correlation (one stuck waiting for rewards, one failed, the others
+shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
+
+``python -m tests.pages.screenshots --demo``: the overview, live, services and alerts pages as
+``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
+30% of its reactions, shot after about a minute and a half of traffic.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +81,57 @@ def shoot(server: RunningServer, stuck_flow: int) -> None:
         browser.close()
 
 
+DEMO_SECONDS = 90
+DEMO_PAGES = [  # (file name, path, what to wait for)
+    ("overview", "/", ".service-map[data-ready=true]"),
+    ("live", "/live/", "#live-rows tr"),
+    ("services", "/services/", ".service-map[data-ready=true]"),
+    ("alerts", "/alerts/", "table"),
+]
+
+
+def shoot_demo(server: RunningServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for suffix, viewport in (("", {"width": 1360, "height": 860}), ("-phone", {"width": 390, "height": 844})):
+            context = browser.new_context(base_url=server.url, viewport=viewport)  # type: ignore[arg-type]
+            page = context.new_page()
+            page.goto("/login/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.url}/")
+            for name, path, ready in DEMO_PAGES:
+                page.goto(path)
+                page.wait_for_selector(ready)
+                page.wait_for_timeout(1500)  # a few live updates and pulses
+                page.screenshot(path=OUT / f"{name}{suffix}.png")
+            context.close()
+        browser.close()
+
+
+def demo_main() -> None:
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        server = start_server(Path(tmp), {"CHOREOSCOPE_FLOWS": str(ROOT / "demo" / "flows.yaml")}, worker=False)
+        env = {**server.env, "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url}
+        command = ["manage.py", "demo", "--target", server.url, "--fault", "rewards=drop:0.3", "--parent", str(os.getpid())]
+        demo = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(DEMO_SECONDS)
+            shoot_demo(server)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(30)
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
 def main() -> None:
+    if "--demo" in sys.argv[1:]:
+        demo_main()
+        return
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"
         flows_file.write_text(FLOWS_YAML)
