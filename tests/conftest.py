@@ -244,15 +244,20 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+def log_in(page: Any, base_url: str) -> None:
+    """Log a Playwright page in as the admin the server was started with."""
+    page.goto("/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
 @pytest.fixture
 def page(browser, server):  # type: ignore[no-untyped-def]
     """A logged-in Chromium page on the running server."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
     page = context.new_page()
-    page.goto("/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}/")
+    log_in(page, server.url)
     yield page
     context.close()

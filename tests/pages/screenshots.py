@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, ROOT, RunningServer, start_server, stop_server
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, RunningServer, log_in, start_server, stop_server
 
 OUT = ROOT / "docs" / "screenshots"
 FLOWS_YAML = """
@@ -59,11 +59,7 @@ def shoot(server: RunningServer, stuck_flow: int) -> None:
         ):
             context = browser.new_context(base_url=server.url, viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
             page = context.new_page()
-            page.goto("/login/")
-            page.fill("#id_username", "admin")
-            page.fill("#id_password", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
+            log_in(page, server.url)
             page.goto("/flows/")
             page.screenshot(path=OUT / f"flows{suffix}.png")
             page.goto(f"/flows/{stuck_flow}/")
@@ -98,11 +94,7 @@ def shoot_demo(server: RunningServer) -> None:
         for suffix, viewport in (("", {"width": 1360, "height": 860}), ("-phone", {"width": 390, "height": 844})):
             context = browser.new_context(base_url=server.url, viewport=viewport)  # type: ignore[arg-type]
             page = context.new_page()
-            page.goto("/login/")
-            page.fill("#id_username", "admin")
-            page.fill("#id_password", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
+            log_in(page, server.url)
             for name, path, ready in DEMO_PAGES:
                 page.goto(path)
                 page.wait_for_selector(ready)

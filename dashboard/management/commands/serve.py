@@ -129,12 +129,11 @@ class Server(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         self.exiting = True
-        threading.Thread(target=self._exit_after, args=(sig, frame), name="before-exit", daemon=True).start()
+        threading.Thread(target=self._exit_after, args=(self.before_exit, sig, frame), name="before-exit", daemon=True).start()
 
-    def _exit_after(self, sig: int, frame: FrameType | None) -> None:
+    def _exit_after(self, before_exit: Callable[[], None], sig: int, frame: FrameType | None) -> None:
         try:
-            assert self.before_exit is not None
-            self.before_exit()
+            before_exit()
         finally:
             if not self.should_exit:
                 super().handle_exit(sig, frame)
