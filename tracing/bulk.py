@@ -142,6 +142,26 @@ def insert_rows(model: type[Model], names: Sequence[str], rows: Sequence[Sequenc
             )
 
 
+def allocate_ids(model: type[Model], count: int) -> list[int]:
+    """``count`` new primary keys for ``model``, so that rows can be written (and referred to)
+    with their ids known in advance. On SQLite the caller must hold the write lock (correlation
+    does: ``BEGIN IMMEDIATE``); the ids continue the table's AUTOINCREMENT sequence, which never
+    reuses the id of a removed row."""
+    if count <= 0:
+        return []
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count])
+            return sorted(row[0] for row in cursor.fetchall())
+        cursor.execute(
+            f"SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), COALESCE(MAX(id), 0)) FROM {table}",  # noqa: S608
+            [table],
+        )
+        last = cursor.fetchone()[0]
+        return list(range(last + 1, last + 1 + count))
+
+
 def remap_column(model: type[Model], name: str, mapping: dict[int, int]) -> None:
     """Rewrite an integer column (a foreign key) from old to new values: ``{old: new}``."""
     if not mapping:

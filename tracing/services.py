@@ -37,9 +37,9 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from tracing.bulk import chunks, insert_rows, remap_column, update_rows
+from tracing.bulk import allocate_ids, chunks, insert_rows, remap_column, update_rows
 from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
-from tracing.flowconfig import flows_config
+from tracing.flowconfig import FlowsConfig, flows_config
 from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef
 from tracing.signals import flows_changed
 
@@ -225,24 +225,50 @@ def merge_flows(survivor_of: dict[int, int]) -> None:
     update_rows(Flow, ["merged_into", "observation_count", "updated_at"], [(a, s, 0, now) for a, s in survivor_of.items()])
 
 
-def assign_flows(observations: list[Claimed], components: UnionFind, outcome: BatchOutcome) -> dict[tuple[str, int], int]:
-    """Pick or create each component's flow, merging flows a batch joined; root → flow id."""
+def join_existing_flows(components: UnionFind, outcome: BatchOutcome) -> dict[tuple[str, int], int]:
+    """The flow of every component that holds one (its oldest; the others are merged into it):
+    root → flow id. Components of batch observations only get new flows (``create_flows``)."""
     flow_of_root: dict[tuple[str, int], int] = {}
-    without_flow: list[tuple[str, int]] = []
     for root, members in components.groups().items():
         flows = sorted(node_id for kind, node_id in members if kind == "f")
         if not flows:
-            without_flow.append(root)
             continue
         survivor, absorbed = flows[0], flows[1:]
         outcome.merged.update(dict.fromkeys(absorbed, survivor))
         flow_of_root[root] = survivor
     merge_flows(outcome.merged)
-    now = timezone.now()
-    created = Flow.objects.bulk_create([Flow(key="", started_at=now, last_seen_at=now) for _ in without_flow])
-    flow_of_root.update({root: flow.id for root, flow in zip(without_flow, created, strict=True)})
     outcome.flow_ids.update(flow_of_root.values())
     return flow_of_root
+
+
+def create_flows(
+    members: dict[tuple[str, int], list[Claimed]], edges: list[tuple[int, int, str]], config: FlowsConfig
+) -> dict[tuple[str, int], int]:
+    """Write one flow, summary included, per component made only of this batch's observations:
+    root → new flow id. Every observation and edge of such a flow is in hand, so its summary
+    needs no read."""
+    if not members:
+        return {}
+    root_of = {obs.id: root for root, group in members.items() for obs in group}
+    edges_of: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for source, target, _ in edges:
+        if (root := root_of.get(target)) is not None:
+            edges_of[root].append((source, target))
+    roots = sorted(members, key=lambda root: root[1])
+    ids = allocate_ids(Flow, len(roots))
+    now = timezone.now()
+    rows, facets = [], []
+    for flow_id, root in zip(ids, roots, strict=True):
+        nodes = [
+            FlowNode(o.id, o.kind, o.name, o.service, o.start_ns, o.end_ns, o.status, o.trace_id, o.business_key, o.event_id)
+            for o in members[root]
+        ]
+        summary, flow_facets = summary_row(flow_id, nodes, edges_of[root], config, now)
+        rows.append((*summary, [], None))
+        facets += flow_facets
+    insert_rows(Flow, ["id", *SUMMARY_FIELDS, "missing", "merged_into"], rows)
+    insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
+    return dict(zip(roots, ids, strict=True))
 
 
 def reattribute_events(edges: list[tuple[int, int, str]], batch: dict[int, Claimed]) -> None:
@@ -273,6 +299,47 @@ def save_batch_observations(observations: list[Claimed]) -> None:
     update_rows(Observation, ["flow", "service", "business_key"], rows)
 
 
+SUMMARY_FIELDS = [
+    "key",
+    "type",
+    "status",
+    "started_at",
+    "last_seen_at",
+    "services",
+    "steps",
+    "root_trace_id",
+    "observation_count",
+    "error_count",
+    "updated_at",
+]
+Facet = tuple[int, str, str, datetime]
+
+
+def summary_row(
+    flow_id: int, nodes: list[FlowNode], edges: list[tuple[int, int]], config: FlowsConfig, now: datetime
+) -> tuple[tuple[Any, ...], list[Facet]]:
+    """A flow's ``(id, *SUMMARY_FIELDS)`` row and its facet rows."""
+    summary = summarize_flow(nodes, edges, config)
+    started_at = ns_to_datetime(summary.started_ns)
+    row = (
+        flow_id,
+        summary.key[:255],
+        summary.type[:255],
+        summary.status,
+        started_at,
+        ns_to_datetime(summary.last_seen_ns),
+        summary.services,
+        summary.steps,
+        summary.root_trace_id,
+        summary.observation_count,
+        summary.error_count,
+        now,
+    )
+    facets = [(flow_id, FlowFacet.Facet.SERVICE, service[:255], started_at) for service in summary.services]
+    facets += [(flow_id, FlowFacet.Facet.EVENT_TYPE, event_type[:255], started_at) for event_type in summary.event_types]
+    return row, facets
+
+
 def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
     """Recompute key, type, status, timings, services, steps and facets of these flows."""
     ids = sorted(set(flow_ids))
@@ -289,46 +356,15 @@ def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
             nodes[flow_id].append(FlowNode(*values))  # type: ignore[arg-type]
         for flow_id, source, target in Edge.objects.filter(flow_id__any=part).values_list("flow_id", "source_id", "target_id"):
             edges[flow_id].append((source, target))
-    updates: list[tuple[object, ...]] = []
-    facets: list[tuple[int, str, str, datetime]] = []
+    updates: list[tuple[Any, ...]] = []
+    facets: list[Facet] = []
     now = timezone.now()
     for flow_id in ids:
-        if not nodes[flow_id]:
-            continue
-        summary = summarize_flow(nodes[flow_id], edges[flow_id], config)
-        started_at = ns_to_datetime(summary.started_ns)
-        updates.append(
-            (
-                flow_id,
-                summary.key[:255],
-                summary.type[:255],
-                summary.status,
-                started_at,
-                ns_to_datetime(summary.last_seen_ns),
-                summary.services,
-                summary.steps,
-                summary.root_trace_id,
-                summary.observation_count,
-                summary.error_count,
-                now,
-            )
-        )
-        facets += [(flow_id, FlowFacet.Facet.SERVICE, service[:255], started_at) for service in summary.services]
-        facets += [(flow_id, FlowFacet.Facet.EVENT_TYPE, event_type[:255], started_at) for event_type in summary.event_types]
-    fields = [
-        "key",
-        "type",
-        "status",
-        "started_at",
-        "last_seen_at",
-        "services",
-        "steps",
-        "root_trace_id",
-        "observation_count",
-        "error_count",
-        "updated_at",
-    ]
-    update_rows(Flow, fields, updates)
+        if nodes[flow_id]:
+            row, flow_facets = summary_row(flow_id, nodes[flow_id], edges[flow_id], config, now)
+            updates.append(row)
+            facets += flow_facets
+    update_rows(Flow, SUMMARY_FIELDS, updates)
     for part in chunks(ids):
         FlowFacet.objects.filter(flow_id__any=part).delete()
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
@@ -351,11 +387,21 @@ def correlate_batch(size: int) -> BatchOutcome:
         won = {name: owner for name, (owner, flow_id) in owners.items() if owner in batch and flow_id is None}
         earlier_edges, resolved = resolve_earlier_pending(won, components)
         edges += earlier_edges
-        flow_of_root = assign_flows(observations, components, outcome)
         for obs in observations:
-            obs.flow_id = flow_of_root[components.find(("o", obs.id))]
             obs.business_key = linkages[obs.id].business_key
         reattribute_events(edges, batch)
+        flow_of_root = join_existing_flows(components, outcome)
+        changed_flows = set(outcome.flow_ids)
+        fresh: dict[tuple[str, int], list[Claimed]] = defaultdict(list)
+        for obs in observations:
+            root = components.find(("o", obs.id))
+            if root not in flow_of_root:
+                fresh[root].append(obs)
+        created = create_flows(fresh, edges, config)
+        flow_of_root.update(created)
+        outcome.flow_ids.update(created.values())
+        for obs in observations:
+            obs.flow_id = flow_of_root[components.find(("o", obs.id))]
         save_batch_observations(observations)
         # Every edge has an end in this batch, and both ends now share that end's flow.
         flow_of_observation = {obs.id: obs.flow_id for obs in observations}
@@ -367,7 +413,7 @@ def correlate_batch(size: int) -> BatchOutcome:
         insert_rows(PendingRef, ["anchor", "observation", "kind", "anchor_is_cause", "created_at"], pending)
         for part in chunks(resolved):
             PendingRef.objects.filter(id__any=part).delete()
-        refresh_flow_summaries(outcome.flow_ids)
+        refresh_flow_summaries(changed_flows)
         outcome.observation_ids = sorted(batch)
         flows_changed.send(
             sender=Flow, flow_ids=sorted(outcome.flow_ids), observation_ids=outcome.observation_ids, merged=dict(outcome.merged)
