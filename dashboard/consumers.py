@@ -231,10 +231,7 @@ class StreamConsumer(LiveConsumer):
         return {"items": items, "filters": asdict(self.filters)}
 
     def coalesce(self, datas: list[dict[str, Any]]) -> dict[str, Any] | None:
-        items = [item for data in datas for item in data["items"] if live_feed.stream_item_matches(item, self.filters)]
-        total = sum(data.get("total", len(data["items"])) for data in datas)
-        published = min((data["published_at"] for data in datas if "published_at" in data), default=None)
-        return {"items": items[-live_feed.STREAM_BATCH_CAP :], "total": total, "published_at": published}
+        return live_feed.stream_delta(datas, self.filters)
 
 
 class FlowConsumer(LiveConsumer):

@@ -1,15 +1,23 @@
-"""What the live sockets carry: stream items, flow updates and map pulses, built once per
-correlated batch and published after its commit (``on_flows_changed``), plus the snapshots a
-page receives when it connects or resyncs.
+"""What the live sockets carry, and the snapshots a page receives when it connects or resyncs.
 
-One batch makes at most one message per group: one for the stream (its newest observations,
-capped), one per watched flow it touched, one for the service map. Flows nobody has open are
-not published at all, so a burst of new orders costs three group sends, not thousands.
+The stream hears of an observation twice:
+- ``stored``: as soon as its ingestion request commits (``on_observations_stored``), built from
+  the records in hand, with no read. Each process gathers what its requests stored and publishes
+  it at most every ``STREAM_PUBLISH_SECONDS``, so a stream page sees an event a fraction of a
+  second after it was accepted, whatever correlation's backlog. Its flow is not known yet; its
+  ``flow_key`` is the business key it carries, if any.
+- ``correlated``: once correlation committed it, with its flow's id, key and status (and the
+  service of the span that emitted it); pages fill in the rows they show (``stream_delta``).
+
+Correlation also publishes once per batch (``on_flows_changed``): one message per watched flow
+it touched and one for the service map. Flows nobody has open are not published at all, so a
+burst of new orders costs a few group sends, not thousands.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,13 +26,20 @@ from typing import Any
 from django.core.cache import cache
 
 from dashboard.broadcast import STREAM_GROUP, TOPOLOGY_GROUP, flow_group, publish_many, watched
+from tracing.correlation import business_key
+from tracing.flowconfig import flows_config
 from tracing.models import Flow, Observation
 from tracing.queries import flow_detail, iso_from_ns, resolve_flow
+from tracing.records import ObservationRecord
 from tracing.topology import batch_pulses, observed_topology
 
 log = logging.getLogger(__name__)
 
-STREAM_BATCH_CAP = 200  # newest observations of one batch carried to the stream
+STREAM_BATCH_CAP = 200  # newest observations of one message carried to the stream
+# How long a process gathers stored observations before publishing them as one stream message:
+# a few messages a second per process, and a stored event reaches open pages within about this
+# plus the sockets' own LIVE_UPDATE_SECONDS.
+STREAM_PUBLISH_SECONDS = 0.2
 STREAM_SNAPSHOT_SIZE = 100
 # Observations of one batch whose map pulses are drawn: a sample of a busy batch is enough to
 # animate the map (each id costs the database a lookup, in the worker, after every batch).
@@ -89,6 +104,42 @@ def stream_item_matches(item: Mapping[str, Any], filters: StreamFilters) -> bool
     return not filters.status or item["flow_status"] == filters.status
 
 
+def stored_item(obs_id: int, record: ObservationRecord, received_at: str, key: str) -> dict[str, Any]:
+    """A stream item for an observation just stored: what its record says, no flow yet."""
+    return {
+        "id": obs_id,
+        "kind": record.kind,
+        "name": record.name[:255],
+        "service": record.service[:255],
+        "status": record.status,
+        "time": iso_from_ns(record.start_ns),
+        "received_at": received_at,
+        "flow_id": None,
+        "flow_key": key,
+        "flow_status": None,
+    }
+
+
+def stream_delta(datas: list[dict[str, Any]], filters: StreamFilters) -> dict[str, Any]:
+    """One socket's delta from consecutive stream messages: the items that match its filters,
+    one per observation (its correlated version, if any, over its stored one), oldest first and
+    capped; ``total``, how many observations were stored meanwhile (the page's rate); and
+    ``published_at``, the oldest publication it merges.
+
+    Pages keep rows by observation id: an item they already show fills in its flow, a new one
+    is added. So the two stages may arrive in either order (in the embedded mode correlation
+    often publishes first), and a page filtered by flow key or flow status shows an observation
+    when it is correlated."""
+    latest: dict[int, dict[str, Any]] = {}
+    for data in datas:
+        for item in data["items"]:
+            if stream_item_matches(item, filters) and (item["flow_id"] is not None or item["id"] not in latest):
+                latest[item["id"]] = item
+    total = sum(data.get("total", 0) for data in datas)
+    published = min((data["published_at"] for data in datas if "published_at" in data), default=None)
+    return {"items": [latest[obs_id] for obs_id in sorted(latest)[-STREAM_BATCH_CAP:]], "total": total, "published_at": published}
+
+
 def stream_items(observation_ids: list[int]) -> list[dict[str, Any]]:
     """The newest ``STREAM_BATCH_CAP`` of these observations, oldest first."""
     newest = sorted(observation_ids)[-STREAM_BATCH_CAP:]
@@ -117,6 +168,67 @@ def recent_names(sample: int = 2000) -> tuple[list[str], list[str]]:
     """Services and observation names seen lately: suggestions for the stream's filters."""
     rows = Observation.objects.order_by("-id").values_list("service", "name")[:sample]
     return sorted({service for service, _ in rows}), sorted({name for _, name in rows})
+
+
+class StoredStream:
+    """The stream items this process stored since its last publication: at most the newest
+    ``STREAM_BATCH_CAP``, and a count of all of them (the page's rate). The first item after a
+    publication starts a timer; when it fires, everything gathered goes out as one message."""
+
+    def __init__(self, interval: float = STREAM_PUBLISH_SECONDS) -> None:
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.items: list[dict[str, Any]] = []
+        self.total = 0
+        self.scheduled = False
+
+    def add(self, items: list[dict[str, Any]], total: int) -> None:
+        with self.lock:
+            self.items = (self.items + items)[-STREAM_BATCH_CAP:]
+            self.total += total
+            if self.scheduled:
+                return
+            self.scheduled = True
+        timer = threading.Timer(self.interval, self.publish)
+        timer.daemon = True
+        timer.start()
+
+    def take(self) -> tuple[list[dict[str, Any]], int]:
+        with self.lock:
+            items, total = self.items, self.total
+            self.items, self.total, self.scheduled = [], 0, False
+        return items, total
+
+    def publish(self) -> None:
+        items, total = self.take()
+        if total:
+            data = {"stage": "stored", "items": items, "total": total, "published_at": time.time()}
+            publish_many([(STREAM_GROUP, data)])
+
+
+stored_stream = StoredStream()
+
+
+def on_observations_stored(
+    sender: object, stored: list[tuple[int, ObservationRecord]] | None = None, received_at: Any = None, **kwargs: object
+) -> None:
+    """Receiver of ``tracing.signals.observations_stored``: after the commit, hand the newest
+    stored observations to this process's stream publisher."""
+    from django.db import transaction
+
+    newest, total = list(stored or [])[-STREAM_BATCH_CAP:], len(stored or [])
+    received = received_at.isoformat() if received_at is not None else ""
+
+    def gather() -> None:
+        try:
+            config = flows_config()
+            items = [stored_item(obs_id, record, received, business_key(record, config)) for obs_id, record in newest]
+        except Exception:
+            log.exception("building live stream items for stored observations failed")
+            return
+        stored_stream.add(items, total)
+
+    transaction.on_commit(gather)
 
 
 # --- Flows ------------------------------------------------------------------------------------
@@ -196,9 +308,8 @@ def batch_messages(flow_ids: list[int], observation_ids: list[int], merged: Mapp
     messages: Messages = []
     if observation_ids:
         # published_at (unix seconds) lets a client tell correlation lag from delivery lag.
-        messages.append(
-            (STREAM_GROUP, {"items": stream_items(observation_ids), "total": len(observation_ids), "published_at": time.time()})
-        )
+        items = stream_items(observation_ids)
+        messages.append((STREAM_GROUP, {"stage": "correlated", "items": items, "published_at": time.time()}))
         pulses = batch_pulses(sorted(observation_ids)[-PULSE_BATCH_CAP:])
         if pulses:
             forget_stale_topologies(pulses)

@@ -28,6 +28,7 @@ from django.db import connection, connections, transaction
 
 from tracing.models import Observation
 from tracing.records import ObservationRecord
+from tracing.signals import observations_stored
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def distinct_by_identity(records: Iterable[ObservationRecord]) -> list[Observati
 # --- writers -----------------------------------------------------------------------------------
 
 
-def _insert_postgresql(rows: list[tuple[Any, ...]], inside_outer_transaction: bool) -> list[int]:
+def _insert_postgresql(rows: list[tuple[Any, ...]], inside_outer_transaction: bool) -> list[tuple[int, str]]:
     table = Observation._meta.db_table
     columns = ", ".join(COLUMNS)
     with connection.cursor() as wrapper, connection.wrap_database_errors:
@@ -177,16 +178,16 @@ def _insert_postgresql(rows: list[tuple[Any, ...]], inside_outer_transaction: bo
                 copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {STAGING} "  # noqa: S608 - fixed names
-            "ON CONFLICT (identity) DO NOTHING RETURNING id"
+            "ON CONFLICT (identity) DO NOTHING RETURNING id, identity"
         )
-        inserted = [row[0] for row in cursor.fetchall()]
+        inserted = cursor.fetchall()
         if inside_outer_transaction:
             # ON COMMIT DELETE ROWS empties it only at commit; the caller may write again before that.
             cursor.execute(f"DELETE FROM {STAGING}")  # noqa: S608
         return inserted
 
 
-def _insert_sqlite(rows: list[tuple[Any, ...]]) -> list[int]:
+def _insert_sqlite(rows: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
     table = Observation._meta.db_table
     placeholders = ", ".join("%s" for _ in COLUMNS)
     with connection.cursor() as cursor:
@@ -195,8 +196,8 @@ def _insert_sqlite(rows: list[tuple[Any, ...]]) -> list[int]:
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
         before = cursor.fetchone()[0]
         cursor.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows)  # noqa: S608
-        cursor.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", [before])  # noqa: S608
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT id, identity FROM {table} WHERE id > %s ORDER BY id", [before])  # noqa: S608
+        return cursor.fetchall()
 
 
 _correlating = threading.Lock()
@@ -290,7 +291,8 @@ def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:
     unique = distinct_by_identity(records)
     if not unique:
         return StoreResult([], len(records))
-    received_at = connection.ops.adapt_datetimefield_value(datetime.now(UTC))
+    now = datetime.now(UTC)
+    received_at = connection.ops.adapt_datetimefield_value(now)
     shared = JsonCache()
     rows = [_row(record, received_at, shared) for record in unique]
     inside_outer_transaction = connection.in_atomic_block
@@ -301,4 +303,8 @@ def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:
             inserted = _insert_sqlite(rows)
         if inserted:
             transaction.on_commit(enqueue_correlation)
-    return StoreResult(inserted, len(records) - len(inserted))
+            if observations_stored.has_listeners(Observation):
+                by_identity = {record.identity: record for record in unique}
+                stored = [(obs_id, by_identity[identity]) for obs_id, identity in inserted]
+                observations_stored.send(sender=Observation, stored=stored, received_at=now)
+    return StoreResult([obs_id for obs_id, _ in inserted], len(records) - len(inserted))

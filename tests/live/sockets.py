@@ -55,14 +55,26 @@ def event(
 
 
 def ingest(*records: ObservationRecord) -> None:
-    """Store, then correlate in its own transaction, as ingestion and its task do."""
-    from dataclasses import asdict
-
-    from tracing.models import Observation
+    """Store through the collectors' writer and correlate, as ingestion and its task do; then
+    publish what was stored to the stream now rather than after the publisher's interval, so
+    that a test sees both stream messages (correlated, then stored) in a known order."""
+    from dashboard.live_feed import stored_stream
     from tracing.services import correlate_pending_observations
+    from tracing.store import store_observations
 
-    Observation.objects.bulk_create([Observation(**asdict(record)) for record in records])
+    store_observations(list(records))
     correlate_pending_observations()
+    stored_stream.publish()
+
+
+def store(*records: ObservationRecord) -> None:
+    """Store only (correlation is left to the test), and publish to the stream now."""
+    from dashboard.live_feed import stored_stream
+    from tracing.store import store_observations
+
+    store_observations(list(records))
+    stored_stream.publish()
 
 
 aingest = database_sync_to_async(ingest)
+astore = database_sync_to_async(store)

@@ -47,9 +47,10 @@ def test_through_a_celery_worker_and_redis_an_ingested_event_reaches_the_socket_
         next_of_type(stream, "snapshot", 5)
         post_event(server.url, "EmailSent", "email", key, causation=f"c-{key}")
         delta = next_of_type(stream, "delta", 10)
-        while "EmailSent" not in [item["name"] for item in delta["items"] if item["flow_key"] == key]:
+        # Stored (from the web process), then correlated (from the worker, with its flow).
+        while not [item for item in delta["items"] if item["name"] == "EmailSent" and item["flow_id"]]:
             delta = next_of_type(stream, "delta", 10)
-        flow_id = next(item["flow_id"] for item in delta["items"] if item["flow_key"] == key)
+        flow_id = next(item["flow_id"] for item in delta["items"] if item["name"] == "EmailSent" and item["flow_key"] == key)
     with open_socket(server, f"/ws/flows/{flow_id}/") as flow:
         snapshot = next_of_type(flow, "snapshot", 5)
         assert sorted(node["name"] for node in snapshot["flow"]["nodes"]) == ["EmailSent", "OrderCreated"]

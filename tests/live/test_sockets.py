@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from dashboard import broadcast
 from dashboard.live_feed import publish_batch
-from tests.live.sockets import aingest, connect, event
+from tests.live.sockets import aingest, astore, connect, event
 from tracing.models import Flow, Observation
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -79,15 +79,73 @@ async def test_the_stream_opens_with_a_snapshot_of_the_newest_observations():
     await stream.disconnect()
 
 
-async def test_an_ingested_batch_reaches_the_stream_as_one_numbered_delta():
+async def stream_deltas_until(stream, done, start_seq: int) -> list[dict]:
+    """Deltas until ``done(deltas)``; they must continue the numbering without a hole."""
+    deltas: list[dict] = []
+    last = start_seq
+    while not deltas or not done(deltas):
+        delta = await receive_until(stream, "delta")
+        assert delta["first"] == last + 1, "deltas continue the numbering without a hole"
+        last = delta["seq"]
+        deltas.append(delta)
+    return deltas
+
+
+async def test_an_ingested_batch_reaches_the_stream_when_stored_and_again_when_correlated():
     stream = await connect("/ws/stream/")
     snapshot = await stream.receive_json_from(timeout=3)
     await aingest(*[event("OrderCreated", "checkout", f"order-{n}") for n in range(30)])
-    delta = await receive_until(stream, "delta")
-    assert delta["first"] == snapshot["seq"] + 1 == delta["seq"]
-    assert delta["total"] == 30
-    assert sorted(item["flow_key"] for item in delta["items"]) == sorted(f"order-{n}" for n in range(30))
+    deltas = await stream_deltas_until(stream, lambda deltas: sum(d["total"] for d in deltas) >= 30, snapshot["seq"])
+    assert sum(delta["total"] for delta in deltas) == 30, "the rate counts each stored observation once"
+    versions: dict[int, list[dict]] = {}
+    for delta in deltas:
+        for item in delta["items"]:
+            versions.setdefault(item["id"], []).append(item)
+    assert len(versions) == 30
+    assert sorted(items[0]["flow_key"] for items in versions.values()) == sorted(f"order-{n}" for n in range(30))
+    # The embedded default correlates within the storing request, so the correlated version
+    # comes first here; the page keeps it when the stored one follows.
+    assert all(any(item["flow_id"] and item["flow_status"] == "running" for item in items) for items in versions.values())
     assert await stream.receive_nothing(timeout=0.4)
+    await stream.disconnect()
+
+
+async def test_a_stored_observation_reaches_the_stream_before_it_is_correlated(monkeypatch):
+    import tracing.store
+    from tracing.services import correlate_pending_observations
+
+    monkeypatch.setattr(tracing.store, "enqueue_correlation", lambda: None)  # as with a busy worker
+    stream = await connect("/ws/stream/")
+    snapshot = await stream.receive_json_from(timeout=3)
+    await astore(event("OrderCreated", "checkout", "order-early"))
+    stored = await receive_until(stream, "delta")
+    assert stored["first"] == snapshot["seq"] + 1 and stored["total"] == 1
+    [item] = stored["items"]
+    assert (item["name"], item["flow_key"], item["flow_id"], item["flow_status"]) == ("OrderCreated", "order-early", None, None)
+    await database_sync_to_async(correlate_pending_observations)()
+    correlated = await receive_until(stream, "delta")
+    assert correlated["first"] == stored["seq"] + 1 and correlated["total"] == 0
+    assert [(i["id"], i["flow_key"], i["flow_status"]) for i in correlated["items"]] == [(item["id"], "order-early", "running")]
+    assert correlated["items"][0]["flow_id"] == await Flow.objects.values_list("id", flat=True).aget(key="order-early")
+    await stream.disconnect()
+
+
+async def test_a_page_filtered_by_flow_status_sees_observations_once_correlated(monkeypatch):
+    import tracing.store
+    from tracing.services import correlate_pending_observations
+
+    monkeypatch.setattr(tracing.store, "enqueue_correlation", lambda: None)
+    stream = await connect("/ws/stream/")
+    await stream.receive_json_from(timeout=3)
+    await stream.send_json_to({"type": "subscribe", "filters": {"status": "running"}})
+    snapshot = await receive_until(stream, "snapshot")
+    await astore(event("OrderCreated", "checkout", "order-filtered"))
+    stored = await receive_until(stream, "delta")
+    assert stored["items"] == [] and stored["total"] == 1, "its flow's status is not known yet"
+    await database_sync_to_async(correlate_pending_observations)()
+    correlated = await receive_until(stream, "delta")
+    assert correlated["first"] == snapshot["seq"] + 2
+    assert [(i["flow_key"], i["flow_status"]) for i in correlated["items"]] == [("order-filtered", "running")]
     await stream.disconnect()
 
 
@@ -120,9 +178,9 @@ async def test_the_stream_filters_on_the_server():
     filtered = await receive_until(stream, "snapshot")
     assert filtered["filters"]["service"] == "warehouse"
     await aingest(event("OrderCreated", "checkout", "order-7"), event("ShipmentPrepared", "warehouse", "order-7"))
-    delta = await receive_until(stream, "delta")
-    assert [item["service"] for item in delta["items"]] == ["warehouse"]
-    assert delta["total"] == 2, "the rate counts everything, the list only what matches"
+    deltas = await stream_deltas_until(stream, lambda deltas: sum(d["total"] for d in deltas) >= 2, filtered["seq"])
+    assert {item["service"] for delta in deltas for item in delta["items"]} == {"warehouse"}
+    assert sum(delta["total"] for delta in deltas) == 2, "the rate counts everything, the list only what matches"
     await stream.disconnect()
 
 
@@ -163,6 +221,8 @@ async def test_a_hole_in_the_numbering_is_answered_with_a_fresh_snapshot():
     await get_channel_layer().group_send(broadcast.STREAM_GROUP, {"type": broadcast.MESSAGE_TYPE, "seq": lost + 1, "data": data})
     await sync_to_async(broadcast.next_sequence)(broadcast.STREAM_GROUP)
     delta = await receive_until(stream, "delta")
+    while delta["seq"] < lost - 1:
+        delta = await receive_until(stream, "delta")
     assert delta["seq"] == lost - 1
     resync = await receive_until(stream, "snapshot", timeout=3)
     assert resync["seq"] >= lost + 1

@@ -1,5 +1,7 @@
-// The live stream page (/live/): rows from /ws/stream/, newest first, in a bounded buffer.
-// Filters are applied by the server; pausing freezes the table while the buffer keeps filling.
+// The live stream page (/live/): rows from /ws/stream/, newest (highest id) first, in a bounded
+// buffer. Filters are applied by the server; pausing freezes the table while the buffer keeps
+// filling. An observation comes twice, in either order: when it is stored (no flow yet) and when
+// it is correlated (its flow); the second fills in the row the first made.
 
 import { LiveSocket, showStatus } from "./live-socket.js";
 
@@ -13,7 +15,8 @@ const message = document.getElementById("live-message");
 const form = document.getElementById("live-filters");
 
 const RATE_WINDOW_MS = 10000;
-const state = { items: [], ids: new Set(), paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
+const state = { items: [], byId: new Map(), paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
+const FLOW_FIELDS = ["service", "flow_id", "flow_key", "flow_status"];
 
 function cell(text, className = "") {
   const td = document.createElement("td");
@@ -58,7 +61,10 @@ function rowFor(item) {
     link.textContent = item.flow_key;
     flow.append(link);
   } else {
-    flow.append(Object.assign(document.createElement("span"), { className: "muted", textContent: "correlating…" }));
+    // Not correlated yet: the business key it carries, if any.
+    const pending = Object.assign(document.createElement("span"), { className: "muted", textContent: item.flow_key || "correlating…" });
+    pending.title = "correlating…";
+    flow.append(pending);
   }
   const status = cell("", "cell-status");
   const badge = document.createElement("span");
@@ -71,32 +77,53 @@ function rowFor(item) {
   return tr;
 }
 
-function render(fresh = null) {
+function render(change = null) {
   empty.hidden = state.items.length > 0;
-  if (fresh === null) {
-    rowsBody.replaceChildren(...state.items.map(rowFor));
+  const fresh = change ? change.fresh : [];
+  const newestShown = Number(rowsBody.firstElementChild?.dataset.id || 0);
+  if (change === null || fresh.some((item) => item.id < newestShown)) {
+    // A first view, or rows that belong between the ones shown: draw it all again.
+    const isFresh = new Set(fresh.map((item) => item.id));
+    rowsBody.replaceChildren(
+      ...state.items.map((item) => {
+        const row = rowFor(item);
+        if (isFresh.has(item.id)) row.classList.add("fresh");
+        return row;
+      }),
+    );
     return;
   }
-  const rows = fresh.map((item) => {
-    const row = rowFor(item);
-    row.classList.add("fresh");
-    return row;
-  });
-  rowsBody.prepend(...rows);
+  for (const item of change.changed) rowsBody.querySelector(`tr[data-id="${item.id}"]`)?.replaceWith(rowFor(item));
+  rowsBody.prepend(
+    ...fresh.map((item) => {
+      const row = rowFor(item);
+      row.classList.add("fresh");
+      return row;
+    }),
+  );
   while (rowsBody.children.length > state.items.length) rowsBody.lastElementChild.remove();
 }
 
 function admit(items) {
-  // Items arrive oldest first; the table shows newest first.
+  // Known rows take the flow their correlated version brings; new rows are merged in by id.
   const fresh = [];
+  const changed = [];
   for (const item of items) {
-    if (state.ids.has(item.id)) continue;
-    state.ids.add(item.id);
-    fresh.unshift(item);
+    const known = state.byId.get(item.id);
+    if (!known) {
+      state.byId.set(item.id, item);
+      fresh.push(item);
+    } else if (item.flow_id && FLOW_FIELDS.some((name) => known[name] !== item[name])) {
+      for (const name of FLOW_FIELDS) known[name] = item[name];
+      changed.push(known);
+    }
   }
-  state.items = fresh.concat(state.items);
-  for (const dropped of state.items.splice(config.buffer)) state.ids.delete(dropped.id);
-  return fresh;
+  fresh.sort((a, b) => b.id - a.id);
+  if (fresh.length) {
+    state.items = state.items.concat(fresh).sort((a, b) => b.id - a.id);
+    for (const dropped of state.items.splice(config.buffer)) state.byId.delete(dropped.id);
+  }
+  return { fresh: fresh.filter((item) => state.byId.has(item.id)), changed };
 }
 
 function countArrivals(total) {
@@ -135,18 +162,18 @@ const socket = new LiveSocket("/ws/stream/", {
   },
   onSnapshot: (snapshot) => {
     state.items = [];
-    state.ids = new Set();
+    state.byId = new Map();
     admit(snapshot.items);
     if (!state.paused) render();
   },
   onDelta: (delta) => {
     countArrivals(delta.total || 0);
-    const fresh = admit(delta.items || []);
+    const change = admit(delta.items || []);
     if (state.paused) {
-      state.unseen += fresh.length;
+      state.unseen += change.fresh.length;
       showPaused();
-    } else if (fresh.length) {
-      render(fresh);
+    } else if (change.fresh.length || change.changed.length) {
+      render(change);
     }
   },
 });
@@ -163,7 +190,7 @@ pauseButton.addEventListener("click", () => {
 
 document.getElementById("live-clear").addEventListener("click", () => {
   state.items = [];
-  state.ids = new Set();
+  state.byId = new Map();
   state.unseen = 0;
   render();
   showPaused();
