@@ -3,21 +3,29 @@
 1. ``batch``: orders of the running example (13 observations each: checkout, three reacting
    consumers in their own traces, one that never reacts), stored out of order in requests of 500,
    then correlated in one go in this process: observations correlated per second.
-2. ``sustained``: two real Celery workers on Redis correlate while this process stores requests of
-   500 observations at a fixed offered rate (default 5,000/s) through ``tracing.store`` (the
-   collectors' bulk writer, which enqueues correlation after each commit, as in production). The
-   uncorrelated backlog is sampled every second; a steady state shows it flat, not growing.
-   HTTP decoding is measured by ``bench ingest``; this isolates storage plus correlation.
+2. ``sustained_store``: two real Celery workers on Redis correlate while this process stores
+   slices of 500 observations at a fixed offered rate (default 5,000/s) through ``tracing.store``
+   (the collectors' bulk writer, which enqueues correlation after each commit, as in
+   production): storage plus correlation.
+3. ``sustained_http``: the same orders at the same rate through a real server (``manage.py
+   serve``, one process): each slice goes as one OTLP/HTTP protobuf export of its spans and
+   CloudEvents batches of its events (``bench/wire.py``), from four keep-alive client threads.
+   Ingestion (HTTP, decoding, storage) plus correlation, everything on this machine's two cores.
+
+In both, the uncorrelated backlog is sampled every second; a steady state shows it flat, not
+growing. Options: ``BENCH_CORRELATION_RATE``, ``_SECONDS``, ``_WORKERS``, ``_VIA`` (``store,http``),
+``_BATCH_OBSERVATIONS``.
 
 It uses the API benchmark's database (``choreoscope_bench``, at least a million observations when
 ``bench api`` ran first), so indexes have realistic sizes.
 
     python -m bench correlation
-    BENCH_CORRELATION_RATE=8000 BENCH_CORRELATION_SECONDS=60 python -m bench correlation
+    BENCH_CORRELATION_RATE=8000 BENCH_CORRELATION_SECONDS=60 BENCH_CORRELATION_VIA=http python -m bench correlation
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import subprocess
@@ -25,6 +33,9 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +47,7 @@ BATCH_OBSERVATIONS = int(os.environ.get("BENCH_CORRELATION_BATCH_OBSERVATIONS", 
 RATE = int(os.environ.get("BENCH_CORRELATION_RATE", "5000"))
 SECONDS = int(os.environ.get("BENCH_CORRELATION_SECONDS", "40"))
 WORKERS = int(os.environ.get("BENCH_CORRELATION_WORKERS", "2"))
+VIA = [via.strip() for via in os.environ.get("BENCH_CORRELATION_VIA", "store,http").split(",") if via.strip()]
 REQUEST = 500
 
 
@@ -90,13 +102,6 @@ def batch_throughput() -> dict[str, Any]:
 
 
 def start_workers(prefix: str, count: int, log_path: Path) -> list[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(DATABASE),
-        "REDIS_URL": REDIS_URL,
-        "CHOREOSCOPE_REDIS_PREFIX": prefix,
-        "CHOREOSCOPE_IN_PROCESS_SCHEDULER": "0",
-    }
     log = log_path.open("ab")
     return [
         subprocess.Popen(
@@ -118,7 +123,7 @@ def start_workers(prefix: str, count: int, log_path: Path) -> list[subprocess.Po
                 prefix,
             ],
             cwd=ROOT,
-            env=env,
+            env=worker_env(prefix),
             stdout=log,
             stderr=log,
         )
@@ -126,16 +131,51 @@ def start_workers(prefix: str, count: int, log_path: Path) -> list[subprocess.Po
     ]
 
 
-def sustained() -> dict[str, Any]:
+def worker_env(prefix: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(DATABASE),
+        "REDIS_URL": REDIS_URL,
+        "CHOREOSCOPE_REDIS_PREFIX": prefix,
+        "CHOREOSCOPE_IN_PROCESS_SCHEDULER": "0",
+    }
+
+
+def http_sender(address: str, statuses: Counter[int]) -> Callable[[list[tuple[str, str, bytes, int]]], None]:
+    """Sends one slice's requests on this thread's keep-alive connection; counts the answers."""
+    local = threading.local()
+
+    def send(requests: list[tuple[str, str, bytes, int]]) -> None:
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(address, timeout=60)
+        for path, content_type, body, _ in requests:
+            local.connection.request("POST", path, body, {"Content-Type": content_type})
+            response = local.connection.getresponse()
+            response.read()
+            statuses[response.status] += 1
+
+    return send
+
+
+def sustained(via: str) -> dict[str, Any]:
+    """Offer RATE observations/s for SECONDS, in slices of REQUEST arrivals, while WORKERS Celery
+    workers correlate; ``via`` is ``store`` (this process calls the collectors' bulk writer) or
+    ``http`` (a real server takes OTLP protobuf and CloudEvents batches)."""
     from django.db import close_old_connections
 
+    from bench.ingest import serving
+    from bench.wire import requests_for
     from tracing.store import store_observations
 
     records = order_records(RATE * SECONDS, seed=random.randrange(1 << 30))
+    slices = [records[start : start + REQUEST] for start in range(0, len(records), REQUEST)]
     prefix = os.environ["CHOREOSCOPE_REDIS_PREFIX"]
-    workers = start_workers(prefix, WORKERS, Path("/tmp") / f"bench-correlation-{prefix}.log")
+    log = Path("/tmp") / f"bench-correlation-{prefix}.log"
+    workers = start_workers(prefix, WORKERS, log)
     samples: list[tuple[float, int]] = []
+    statuses: Counter[int] = Counter()
     stop = threading.Event()
+    started = 0.0
 
     def sample() -> None:
         while not stop.is_set():
@@ -143,22 +183,43 @@ def sustained() -> dict[str, Any]:
             stop.wait(1.0)
         close_old_connections()
 
+    server_env = {**worker_env(prefix), "DEMO": "0", "LOG_LEVEL": "warning"}
     try:
-        time.sleep(5)  # workers connect to Redis and the database
-        started = time.monotonic()
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        for index, start in enumerate(range(0, len(records), REQUEST)):
-            due = started + index * REQUEST / RATE
-            if (delay := due - time.monotonic()) > 0:
-                time.sleep(delay)
-            store_observations(records[start : start + REQUEST])
-        offered_seconds = time.monotonic() - started
-        while backlog() and time.monotonic() - started < offered_seconds + 300:
-            time.sleep(0.5)
-        drained_seconds = time.monotonic() - started
-        stop.set()
-        sampler.join()
+        with serving(server_env, 1, log) if via == "http" else nullcontext(("", 0)) as (address, _):
+            if via == "http":
+                payloads: list[Any] = [requests_for(part) for part in slices]
+                send: Callable[[Any], Any] = http_sender(address, statuses)
+                senders = 4
+            else:
+                payloads, send, senders = slices, store_observations, 1
+            time.sleep(5)  # workers connect to Redis and the database
+            started = time.monotonic()
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            order = iter(enumerate(payloads))
+            lock = threading.Lock()
+
+            def offer() -> None:
+                while True:
+                    with lock:
+                        index, payload = next(order, (None, None))
+                    if index is None:
+                        return
+                    if (delay := started + index * REQUEST / RATE - time.monotonic()) > 0:
+                        time.sleep(delay)
+                    send(payload)
+
+            threads = [threading.Thread(target=offer) for _ in range(senders)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            offered_seconds = time.monotonic() - started
+            while backlog() and time.monotonic() - started < offered_seconds + 300:
+                time.sleep(0.5)
+            drained_seconds = time.monotonic() - started
+            stop.set()
+            sampler.join()
     finally:
         for worker in workers:
             worker.terminate()
@@ -170,7 +231,8 @@ def sustained() -> dict[str, Any]:
                 worker.wait()
     quarter = max(len(samples) // 4, 1)
     during = [value for at, value in samples if at <= offered_seconds]
-    return {
+    result: dict[str, Any] = {
+        "via": via,
         "offered_rate": RATE,
         "workers": WORKERS,
         "observations": len(records),
@@ -182,6 +244,9 @@ def sustained() -> dict[str, Any]:
         "backlog_median_while_ingesting": sorted(during)[len(during) // 2] if during else 0,
         "backlog_samples": samples[:: max(len(samples) // 40, 1)],
     }
+    if via == "http":
+        result["http_statuses"] = dict(statuses)
+    return result
 
 
 def main() -> dict[str, Any]:
@@ -195,7 +260,8 @@ def main() -> dict[str, Any]:
         "note": "2-core machine shared with other work while measuring",
     }
     results["batch"] = batch_throughput()
-    results["sustained"] = sustained()
+    for via in VIA:
+        results[f"sustained_{via}"] = sustained(via)
     return results
 
 
