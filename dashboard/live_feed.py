@@ -41,6 +41,7 @@ STREAM_BATCH_CAP = 200  # newest observations of one message carried to the stre
 # plus the sockets' own LIVE_UPDATE_SECONDS.
 STREAM_PUBLISH_SECONDS = 0.2
 STREAM_SNAPSHOT_SIZE = 100
+STREAM_SNAPSHOT_WINDOW = 200_000  # newest observations a filtered snapshot looks among
 # Observations of one batch whose map pulses are drawn: a sample of a busy batch is enough to
 # animate the map (each id costs the database a lookup, in the worker, after every batch).
 PULSE_BATCH_CAP = 200
@@ -148,8 +149,13 @@ def stream_items(observation_ids: list[int]) -> list[dict[str, Any]]:
 
 
 def stream_snapshot(filters: StreamFilters) -> list[dict[str, Any]]:
-    """The newest observations matching ``filters``, oldest first."""
+    """The newest observations matching ``filters``, oldest first. A flow key is looked up by
+    its flows; the other filters look among the newest ``STREAM_SNAPSHOT_WINDOW`` observations
+    (the stream is about now, and an index per filter would cost every write twice)."""
     observations = Observation.objects.all()
+    if not filters.key and not filters.is_empty():
+        newest = Observation.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        observations = observations.filter(id__gt=newest - STREAM_SNAPSHOT_WINDOW)
     if filters.service:
         observations = observations.filter(service=filters.service)
     if filters.type:

@@ -97,9 +97,6 @@ class Observation(models.Model):
             models.Index(fields=["flow", "start_ns"], name="obs_flow_time"),
             models.Index(fields=["id"], name="obs_uncorrelated", condition=Q(flow__isnull=True)),
             models.Index(fields=["received_at"], name="obs_received"),
-            # The live stream's filters: the newest observations of a service or of a type.
-            models.Index(fields=["service", "-id"], name="obs_service_newest"),
-            models.Index(fields=["name", "-id"], name="obs_name_newest"),
         ]
 
     def __str__(self) -> str:

@@ -7,8 +7,9 @@ Correlation runs in batches. One batch, in one transaction:
 3. turn resolved references into cause → effect edges, keep the others as pending references,
    and resolve earlier pending references that point at names this batch now owns;
 4. union flows: every connected component keeps its oldest flow, the others are absorbed
-   (``merged_into``) and their observations and edges move over;
-5. recompute the summaries of every flow that changed and send ``flows_changed``.
+   (``merged_into``) and their observations and edges move over; a component of this batch's
+   observations alone becomes a new flow, written with its summary (all of it is in hand);
+5. recompute the summaries of the earlier flows that changed and send ``flows_changed``.
 
 Concurrency: on PostgreSQL each worker claims its own rows (``FOR UPDATE SKIP LOCKED``) and
 derives their anchors and references in parallel with the others; then a transaction-scoped
