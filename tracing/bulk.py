@@ -20,7 +20,7 @@ from typing import Any, cast
 import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
-from django.db.models import BooleanField, DateTimeField, Field, JSONField, Model
+from django.db.models import BooleanField, DateTimeField, Field, JSONField, Model, UUIDField
 
 MAX_PARAMETERS = 30_000  # under SQLite's 32,766 variables per statement
 IN_CHUNK = 4000  # values per ``IN (...)`` list on SQLite; PostgreSQL takes any list as one array
@@ -59,6 +59,8 @@ def _array_type(field: Field) -> str:
         return "timestamptz"
     if isinstance(field, BooleanField):
         return "boolean"
+    if isinstance(field, UUIDField):
+        return "uuid"
     if field.get_internal_type() in {"CharField", "TextField"}:
         return "text"
     return "bigint"  # integers and foreign keys

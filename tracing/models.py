@@ -3,6 +3,9 @@ and the anchors and pending references that let correlation work out of order.""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -151,24 +154,31 @@ class Edge(models.Model):
         return f"{self.source_id} {self.kind} {self.target_id}"
 
 
+def anchor_digest(name: str) -> uuid.UUID:
+    """The 128-bit digest an anchor name is stored and looked up by (MD5, as a UUID; PostgreSQL's
+    ``md5(name)::uuid`` gives the same). Names are long random strings (trace and span ids,
+    event ids); their digests make an index a third the size and compare in one memcmp, which
+    is what correlation's lookups and claims spend their time on. A collision among 2^128
+    values is not a practical concern."""
+    return uuid.UUID(bytes=hashlib.md5(name.encode(), usedforsecurity=False).digest())
+
+
 class Anchor(models.Model):
     """A name an observation can be referred to by: its span, its event id, a message id, a
-    business key. The first observation to claim a name owns it."""
+    business key (``tracing.correlation`` makes the names). The first observation to claim a
+    name owns it. Stored by digest (``anchor_digest``)."""
 
-    name = models.CharField(max_length=320)
+    digest = models.UUIDField(primary_key=True)
     observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", **RELATION)
 
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["name"], name="anchor_name_unique")]
-
     def __str__(self) -> str:
-        return self.name
+        return str(self.digest)
 
 
 class PendingRef(models.Model):
     """A reference to an anchor not yet seen, resolved into an edge when its target arrives."""
 
-    anchor = models.CharField(max_length=320)
+    anchor = models.UUIDField(help_text="The digest of the anchor name it waits for (anchor_digest).")
     observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", **RELATION)
     kind = models.CharField(max_length=16, choices=Edge.Kind.choices)
     # True when the anchored observation is the cause and ``observation`` the effect.

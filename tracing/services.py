@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 from django.conf import settings
@@ -41,7 +42,7 @@ from django.utils import timezone
 from tracing.bulk import allocate_ids, chunks, insert_rows, remap_column, update_rows
 from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
 from tracing.flowconfig import FlowsConfig, flows_config
-from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef
+from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, anchor_digest
 from tracing.signals import flows_changed
 
 logger = logging.getLogger(__name__)
@@ -145,10 +146,11 @@ def claim_batch(size: int) -> list[Claimed]:
 
 def anchor_owners(names: Iterable[str]) -> dict[str, tuple[int, int | None]]:
     """name → (owning observation id, its flow id or None while it is in this batch)."""
+    name_of = {anchor_digest(name): name for name in set(names)}
     owners: dict[str, tuple[int, int | None]] = {}
-    for part in chunks(sorted(set(names))):
-        rows = Anchor.objects.filter(name__any=part).values_list("name", "observation_id", "observation__flow_id")
-        owners.update({name: (observation_id, flow_id) for name, observation_id, flow_id in rows})
+    for part in chunks(sorted(name_of)):
+        rows = Anchor.objects.filter(digest__any=part).values_list("digest", "observation_id", "observation__flow_id")
+        owners.update({name_of[digest]: (observation_id, flow_id) for digest, observation_id, flow_id in rows})
     return owners
 
 
@@ -164,7 +166,7 @@ def claim_anchors(linkages: dict[int, Linkage]) -> dict[str, tuple[int, int | No
         for name in link.anchors:
             if name not in owners:
                 claims.setdefault(name, obs_id)
-    insert_rows(Anchor, ["name", "observation"], list(claims.items()))
+    insert_rows(Anchor, ["digest", "observation"], [(anchor_digest(name), obs_id) for name, obs_id in claims.items()])
     owners.update({name: (obs_id, None) for name, obs_id in claims.items()})
     return owners
 
@@ -178,16 +180,16 @@ def resolve_references(
     linkages: dict[int, Linkage],
     owners: dict[str, tuple[int, int | None]],
     components: UnionFind,
-) -> tuple[list[tuple[int, int, str]], list[tuple[str, int, str, bool, datetime]]]:
+) -> tuple[list[tuple[int, int, str]], list[tuple[UUID, int, str, bool, datetime]]]:
     edges: list[tuple[int, int, str]] = []
-    pending: list[tuple[str, int, str, bool, datetime]] = []
+    pending: list[tuple[UUID, int, str, bool, datetime]] = []
     now = timezone.now()
     for obs in observations:
         components.find(("o", obs.id))
         for reference in linkages[obs.id].references:
             owner = owners.get(reference.anchor)
             if owner is None:
-                pending.append((reference.anchor, obs.id, reference.kind, reference.anchor_is_cause, now))
+                pending.append((anchor_digest(reference.anchor), obs.id, reference.kind, reference.anchor_is_cause, now))
                 continue
             components.union(("o", obs.id), node_of(*owner))
             edge = edge_between(owner[0], obs.id, reference)
@@ -200,12 +202,13 @@ def resolve_earlier_pending(won: dict[str, int], components: UnionFind) -> tuple
     """Pending references of earlier observations that point at names this batch now owns."""
     edges: list[tuple[int, int, str]] = []
     resolved: list[int] = []
-    for part in chunks(sorted(won)):
+    owner_of = {anchor_digest(name): owner for name, owner in won.items()}
+    for part in chunks(sorted(owner_of)):
         rows = PendingRef.objects.filter(anchor__any=part).values_list(
             "id", "anchor", "observation_id", "kind", "anchor_is_cause", "observation__flow_id"
         )
         for ref_id, anchor, observation_id, kind, anchor_is_cause, flow_id in rows:
-            owner = won[anchor]
+            owner = owner_of[anchor]
             components.union(("o", owner), node_of(observation_id, flow_id))
             edges.append((owner, observation_id, kind) if anchor_is_cause else (observation_id, owner, kind))
             resolved.append(ref_id)
