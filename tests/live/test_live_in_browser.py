@@ -117,3 +117,50 @@ def test_the_live_pages_show_what_was_just_sent_at_desktop_and_phone_widths(page
     page.wait_for_selector('.service-map[data-ready="true"]')
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOTS / "services-phone.png"))
+
+
+@pytest.fixture(scope="module")
+def server_without_workers(tmp_path_factory):
+    """PostgreSQL and Redis, and no Celery worker: stored observations wait for correlation, as
+    behind busy workers."""
+    import os
+
+    from tests.conftest import _create_postgres_database, _drop_postgres_database, start_server, stop_server
+
+    base_url = os.environ["DATABASE_URL"]
+    database_url, name = _create_postgres_database(base_url)
+    running = start_server(tmp_path_factory.mktemp("no-workers"), {"DATABASE_URL": database_url}, worker=False)
+    yield running
+    stop_server(running)
+    _drop_postgres_database(base_url, name)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_the_live_stream_shows_an_event_before_correlation_and_links_it_to_its_flow_after(browser, server_without_workers):
+    from tests.conftest import log_in
+
+    server = server_without_workers
+    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    log_in(page, server.url)
+    page.goto("/live/")
+    wait_live(page)
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    answered = post_event(server.url, "OrderCreated", "checkout", key)
+    row = page.locator(f'#live-rows tr:has(.cell-flow :text-is("{key}"))')
+    row.wait_for(timeout=2_000)
+    assert time.monotonic() - answered < 2.0
+    assert row.locator(".cell-flow a").count() == 0, "no flow yet: nothing has correlated it"
+    assert row.locator(".cell-flow span").get_attribute("title") == "correlating…"
+    assert row.locator(".badge").inner_text().lower() == "correlating"
+    page.screenshot(path=str(SCREENSHOTS / "live-before-correlation.png"))
+
+    # A worker catches up (here: the same code, run once); the row links to its flow in place.
+    server.manage("shell", "-c", "from tracing.services import correlate_pending_observations as c; c()")
+    link = row.locator(f'.cell-flow a:text-is("{key}")')
+    link.wait_for(timeout=5_000)
+    assert link.get_attribute("href") == f"/flows/{flow_id_of(server.url, session_cookie(server.url), key)}/"
+    assert row.locator(".badge").inner_text().lower() == "running"
+    assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{key}"))').count() == 1
+    context.close()

@@ -68,9 +68,10 @@ function rowFor(item) {
   }
   const status = cell("", "cell-status");
   const badge = document.createElement("span");
-  const shown = item.status === "error" ? "error" : item.flow_status || item.status;
-  badge.className = `badge badge-${item.status === "error" ? "failed" : shown}`;
-  badge.textContent = item.status === "error" ? "error" : shown || "";
+  // An error shows as such; otherwise the flow's status, once correlation has placed it.
+  const shown = item.status === "error" ? "error" : item.flow_status || "correlating";
+  badge.className = `badge badge-${item.status === "error" ? "failed" : item.flow_status ? shown : "pending"}`;
+  badge.textContent = shown;
   status.append(badge);
   tr.title = `${item.time} · ${item.kind} ${item.name} · ${item.service}`;
   tr.append(time, cell(item.service, "cell-service"), type, flow, status);
@@ -168,6 +169,7 @@ const socket = new LiveSocket("/ws/stream/", {
   },
   onDelta: (delta) => {
     countArrivals(delta.total || 0);
+    showRate();
     const change = admit(delta.items || []);
     if (state.paused) {
       state.unseen += change.fresh.length;
