@@ -38,7 +38,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ObservationLike(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str: ...  # read-only: records narrow it to "span" | "event"
+
     name: str
     trace_id: str
     span_id: str

@@ -15,7 +15,6 @@ from django.utils import timezone
 # dependents explicitly. On PostgreSQL each constraint is a trigger per written row, checked at
 # commit; across a batch's observation updates, edges, anchors and facets that was a fifth of
 # correlation's time (``bench correlation``). Django still follows and cascades the relations.
-RELATION = {"db_constraint": False}
 
 
 class Flow(models.Model):
@@ -70,7 +69,7 @@ class Observation(models.Model):
     identity = models.CharField(max_length=80)
     # Indexed by ``obs_flow_time``, whose first column it is.
     flow = models.ForeignKey(
-        Flow, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations", db_index=False, **RELATION
+        Flow, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations", db_index=False, db_constraint=False
     )
     name = models.CharField(max_length=255)
     service = models.CharField(max_length=255)
@@ -115,7 +114,7 @@ class FlowFacet(models.Model):
         SERVICE = "service"
         EVENT_TYPE = "event_type"
 
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="facets", db_index=False, **RELATION)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="facets", db_index=False, db_constraint=False)
     facet = models.CharField(max_length=16, choices=Facet.choices)
     value = models.CharField(max_length=255)
     # The flow's started_at, copied so that a filtered list walks this index newest first and
@@ -141,9 +140,9 @@ class Edge(models.Model):
         DELIVERS = "delivers"
 
     # Indexed by the constraint and indexes below, not each on its own.
-    flow = models.ForeignKey(Flow, null=True, on_delete=models.CASCADE, related_name="edges", db_index=False, **RELATION)
-    source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, **RELATION)
-    target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, **RELATION)
+    flow = models.ForeignKey(Flow, null=True, on_delete=models.CASCADE, related_name="edges", db_index=False, db_constraint=False)
+    source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
 
     class Meta:
@@ -169,7 +168,7 @@ class Anchor(models.Model):
     name owns it. Stored by digest (``anchor_digest``)."""
 
     digest = models.UUIDField(primary_key=True)
-    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", **RELATION)
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
 
     def __str__(self) -> str:
         return str(self.digest)
@@ -179,7 +178,7 @@ class PendingRef(models.Model):
     """A reference to an anchor not yet seen, resolved into an edge when its target arrives."""
 
     anchor = models.UUIDField(help_text="The digest of the anchor name it waits for (anchor_digest).")
-    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", **RELATION)
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     kind = models.CharField(max_length=16, choices=Edge.Kind.choices)
     # True when the anchored observation is the cause and ``observation`` the effect.
     anchor_is_cause = models.BooleanField(default=True)

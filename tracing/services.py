@@ -316,12 +316,12 @@ SUMMARY_FIELDS = [
     "error_count",
     "updated_at",
 ]
-Facet = tuple[int, str, str, datetime]
+FacetRow = tuple[int, str, str, datetime]
 
 
 def summary_row(
     flow_id: int, nodes: list[FlowNode], edges: list[tuple[int, int]], config: FlowsConfig, now: datetime
-) -> tuple[tuple[Any, ...], list[Facet]]:
+) -> tuple[tuple[Any, ...], list[FacetRow]]:
     """A flow's ``(id, *SUMMARY_FIELDS)`` row and its facet rows."""
     summary = summarize_flow(nodes, edges, config)
     started_at = ns_to_datetime(summary.started_ns)
@@ -339,7 +339,7 @@ def summary_row(
         summary.error_count,
         now,
     )
-    facets = [(flow_id, FlowFacet.Facet.SERVICE, service[:255], started_at) for service in summary.services]
+    facets: list[FacetRow] = [(flow_id, FlowFacet.Facet.SERVICE, service[:255], started_at) for service in summary.services]
     facets += [(flow_id, FlowFacet.Facet.EVENT_TYPE, event_type[:255], started_at) for event_type in summary.event_types]
     return row, facets
 
@@ -361,7 +361,7 @@ def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
         for flow_id, source, target in Edge.objects.filter(flow_id__any=part).values_list("flow_id", "source_id", "target_id"):
             edges[flow_id].append((source, target))
     updates: list[tuple[Any, ...]] = []
-    facets: list[Facet] = []
+    facets: list[FacetRow] = []
     now = timezone.now()
     for flow_id in ids:
         if nodes[flow_id]:
