@@ -156,8 +156,9 @@ class Edge(models.Model):
 def anchor_digest(name: str) -> uuid.UUID:
     """The 128-bit digest an anchor name is stored and looked up by (MD5, as a UUID; PostgreSQL's
     ``md5(name)::uuid`` gives the same). Names are long random strings (trace and span ids,
-    event ids); their digests make an index a third the size and compare in one memcmp, which
-    is what correlation's lookups and claims spend their time on. A collision among 2^128
+    event ids); their 16-byte digests make smaller index entries (here about a fifth smaller,
+    and one index fewer as the primary key) that compare with one memcmp, and correlation
+    spends much of its locked time looking names up and claiming them. A collision among 2^128
     values is not a practical concern."""
     return uuid.UUID(bytes=hashlib.md5(name.encode(), usedforsecurity=False).digest())
 

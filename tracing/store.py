@@ -305,6 +305,6 @@ def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:
             transaction.on_commit(enqueue_correlation)
             if observations_stored.has_listeners(Observation):
                 by_identity = {record.identity: record for record in unique}
-                stored = [(obs_id, by_identity[identity]) for obs_id, identity in inserted]
+                stored = [(obs_id, by_identity[identity]) for obs_id, identity in inserted if identity in by_identity]
                 observations_stored.send(sender=Observation, stored=stored, received_at=now)
     return StoreResult([obs_id for obs_id, _ in inserted], len(records) - len(inserted))
