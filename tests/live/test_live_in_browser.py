@@ -164,3 +164,28 @@ def test_the_live_stream_shows_an_event_before_correlation_and_links_it_to_its_f
     assert row.locator(".badge").inner_text().lower() == "running"
     assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{key}"))').count() == 1
     context.close()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_cleared_rows_do_not_come_back_when_they_are_correlated(browser, server_without_workers):
+    from tests.conftest import log_in
+
+    server = server_without_workers
+    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    log_in(page, server.url)
+    page.goto("/live/")
+    wait_live(page)
+    cleared = f"order-{uuid.uuid4().hex[:8]}"
+    post_event(server.url, "OrderCreated", "checkout", cleared)
+    page.locator(f'#live-rows tr:has(.cell-flow :text-is("{cleared}"))').wait_for(timeout=2_000)
+    page.click("#live-clear")
+    assert page.locator("#live-rows tr").count() == 0
+    server.manage("shell", "-c", "from tracing.services import correlate_pending_observations as c; c()")
+    later = f"order-{uuid.uuid4().hex[:8]}"
+    post_event(server.url, "OrderCreated", "checkout", later)
+    page.locator(f'#live-rows tr:has(.cell-flow :text-is("{later}"))').wait_for(timeout=2_000)
+    page.wait_for_timeout(500)  # the correlated message went out before the later event's
+    assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{cleared}"))').count() == 0
+    context.close()

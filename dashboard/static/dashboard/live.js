@@ -15,7 +15,9 @@ const message = document.getElementById("live-message");
 const form = document.getElementById("live-filters");
 
 const RATE_WINDOW_MS = 10000;
-const state = { items: [], byId: new Map(), paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
+// floor: the newest id when the table was cleared; older rows (their correlated versions, a
+// resync's snapshot) do not come back.
+const state = { items: [], byId: new Map(), floor: 0, paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
 const FLOW_FIELDS = ["service", "flow_id", "flow_key", "flow_status"];
 
 function cell(text, className = "") {
@@ -110,6 +112,7 @@ function admit(items) {
   const fresh = [];
   const changed = [];
   for (const item of items) {
+    if (item.id <= state.floor) continue;
     const known = state.byId.get(item.id);
     if (!known) {
       state.byId.set(item.id, item);
@@ -191,6 +194,7 @@ pauseButton.addEventListener("click", () => {
 });
 
 document.getElementById("live-clear").addEventListener("click", () => {
+  state.floor = Math.max(state.floor, state.items[0]?.id || 0); // items are newest first
   state.items = [];
   state.byId = new Map();
   state.unseen = 0;
