@@ -222,7 +222,8 @@ def on_observations_stored(
     stored observations to this process's stream publisher."""
     from django.db import transaction
 
-    newest, total = list(stored or [])[-STREAM_BATCH_CAP:], len(stored or [])
+    stored = stored or []
+    newest, total = stored[-STREAM_BATCH_CAP:], len(stored)
     received = received_at.isoformat() if received_at is not None else ""
 
     def gather() -> None:

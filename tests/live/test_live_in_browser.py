@@ -135,17 +135,31 @@ def server_without_workers(tmp_path_factory):
     _drop_postgres_database(base_url, name)
 
 
-@pytest.mark.redis
-@pytest.mark.postgres
-def test_the_live_stream_shows_an_event_before_correlation_and_links_it_to_its_flow_after(browser, server_without_workers):
+@pytest.fixture
+def stream_without_workers(browser, server_without_workers):
+    """The live stream page, logged in, on the server without workers."""
     from tests.conftest import log_in
 
-    server = server_without_workers
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+    context = browser.new_context(base_url=server_without_workers.url, viewport={"width": 1360, "height": 860})
     page = context.new_page()
-    log_in(page, server.url)
+    log_in(page, server_without_workers.url)
     page.goto("/live/")
     wait_live(page)
+    yield page
+    context.close()
+
+
+def correlate_now(server) -> None:
+    """What a worker would do once it catches up: the same code, run once."""
+    server.manage("shell", "-c", "from tracing.services import correlate_pending_observations as c; c()")
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_the_live_stream_shows_an_event_before_correlation_and_links_it_to_its_flow_after(
+    stream_without_workers, server_without_workers
+):
+    page, server = stream_without_workers, server_without_workers
     key = f"order-{uuid.uuid4().hex[:8]}"
     answered = post_event(server.url, "OrderCreated", "checkout", key)
     row = page.locator(f'#live-rows tr:has(.cell-flow :text-is("{key}"))')
@@ -156,36 +170,26 @@ def test_the_live_stream_shows_an_event_before_correlation_and_links_it_to_its_f
     assert row.locator(".badge").inner_text().lower() == "correlating"
     page.screenshot(path=str(SCREENSHOTS / "live-before-correlation.png"))
 
-    # A worker catches up (here: the same code, run once); the row links to its flow in place.
-    server.manage("shell", "-c", "from tracing.services import correlate_pending_observations as c; c()")
+    correlate_now(server)  # the row links to its flow in place
     link = row.locator(f'.cell-flow a:text-is("{key}")')
     link.wait_for(timeout=5_000)
     assert link.get_attribute("href") == f"/flows/{flow_id_of(server.url, session_cookie(server.url), key)}/"
     assert row.locator(".badge").inner_text().lower() == "running"
     assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{key}"))').count() == 1
-    context.close()
 
 
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_cleared_rows_do_not_come_back_when_they_are_correlated(browser, server_without_workers):
-    from tests.conftest import log_in
-
-    server = server_without_workers
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
-    page = context.new_page()
-    log_in(page, server.url)
-    page.goto("/live/")
-    wait_live(page)
+def test_cleared_rows_do_not_come_back_when_they_are_correlated(stream_without_workers, server_without_workers):
+    page, server = stream_without_workers, server_without_workers
     cleared = f"order-{uuid.uuid4().hex[:8]}"
     post_event(server.url, "OrderCreated", "checkout", cleared)
     page.locator(f'#live-rows tr:has(.cell-flow :text-is("{cleared}"))').wait_for(timeout=2_000)
     page.click("#live-clear")
     assert page.locator("#live-rows tr").count() == 0
-    server.manage("shell", "-c", "from tracing.services import correlate_pending_observations as c; c()")
+    correlate_now(server)
     later = f"order-{uuid.uuid4().hex[:8]}"
     post_event(server.url, "OrderCreated", "checkout", later)
     page.locator(f'#live-rows tr:has(.cell-flow :text-is("{later}"))').wait_for(timeout=2_000)
     page.wait_for_timeout(500)  # the correlated message went out before the later event's
     assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{cleared}"))').count() == 0
-    context.close()
