@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from alerts.delivery import send_test_notification
 from alerts.models import Alert, DeclaredExpectation, DeclaredFlow, Delivery, LearnedModel, NotificationChannel
-from alerts.services import send_test_notification
 
 
 class DeclaredExpectationInline(admin.TabularInline):

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
-from tracing.expectations import Expectation, FlowDeadline, Rules, StepRef
+from alerts.expectations import Expectation, FlowDeadline, Rules, StepRef
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}

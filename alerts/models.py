@@ -44,7 +44,7 @@ class DeclaredExpectation(models.Model):
 
 
 class LearnedModel(models.Model):
-    """The latest flow model learned for a flow type (``tracing.flowmodel.model_to_dict``)."""
+    """The latest flow model learned for a flow type (``alerts.flowmodel.model_to_dict``)."""
 
     flow_type = models.CharField(max_length=255, unique=True)
     flow_count = models.PositiveIntegerField()

@@ -12,9 +12,9 @@ from typing import Any
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from alerts.flowmodel import model_from_dict, model_to_dict
 from alerts.models import Alert, Delivery, LearnedModel, NotificationChannel
 from alerts.services import UNRESOLVED, declared_rules, learned_rules
-from tracing.flowmodel import model_from_dict, model_to_dict
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

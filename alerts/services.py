@@ -1,16 +1,14 @@
-"""Writes of the alerts app: deadlines on write, learning flow models, the stuck scan, the alert
-lifecycle and notification delivery.
+"""Writes of the alerts app: deadlines on write, learning flow models, the stuck scan and the alert
+lifecycle (notification delivery is ``alerts.delivery``).
 
-The pure decisions live in ``tracing.flowmodel`` and ``tracing.expectations``; this module loads
+The pure decisions live in ``alerts.flowmodel`` and ``alerts.expectations``; this module loads
 plain data for them, applies their answers, and claims work with conditional updates so that
-several workers (or two detector processes) never open one alert, or send one notification,
-twice.
+several workers (or two detector processes) never open one alert twice.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,16 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
-from django.db.models import Count, F, Min, Q
+from django.db import transaction
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from alerts import declared, signals
 from alerts.bulk_writes import claim_stuck, insert_alerts, write_flow_states
-from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel, NotificationChannel
-from alerts.notifiers import Outcome, notifier_for
-from alerts.payloads import alert_payload, test_payload
-from tracing.expectations import (
+from alerts.delivery import queue_deliveries
+from alerts.expectations import (
     Due,
     Expectation,
     Rules,
@@ -38,7 +34,8 @@ from tracing.expectations import (
     pending,
     with_known_services,
 )
-from tracing.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict
+from alerts.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict
+from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel
 from tracing.models import Edge, Flow, Observation
 
 log = logging.getLogger(__name__)
@@ -52,8 +49,6 @@ LEARN_FROM_FLOWS = 500  # the newest finished flows of a type a model is learned
 LEARN_WINDOW = timedelta(days=1)
 SCAN_BATCH = 2000
 DEADLINE_CHUNK = 1000
-MAX_DELIVERY_ATTEMPTS = 6
-CLAIM_SECONDS = 60
 
 
 def as_time(seconds: float) -> datetime:
@@ -374,117 +369,3 @@ def acknowledge_alert(alert_id: int, user: Any) -> Alert:
         if claimed:
             signals.announce(acknowledged=[alert.id])
         return alert
-
-
-# --- Notifications ----------------------------------------------------------------------------
-
-
-def queue_deliveries(alerts: Sequence[Alert], event: str) -> None:
-    """One delivery per alert and interested channel; sent after commit, never inline."""
-    channels = list(NotificationChannel.objects.filter(enabled=True))
-    rows = [Delivery(channel=c, alert=a, event=event) for a in alerts for c in channels if c.wants(a.flow_type)]
-    if rows:
-        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-        transaction.on_commit(kick_delivery)
-
-
-_delivering = threading.Lock()
-_more_to_deliver = threading.Event()
-
-
-def kick_delivery() -> None:
-    """Ask a worker to deliver now; if the broker is down the periodic job will. Embedded (eager
-    tasks), delivery runs on a background thread: a slow webhook must not hold up the scan or
-    the ingestion request whose correlation resolved an alert."""
-    try:
-        from alerts.tasks import deliver_notifications
-
-        if deliver_notifications.app.conf.task_always_eager:
-            _more_to_deliver.set()
-            threading.Thread(target=_deliver_in_background, name="choreoscope-notify", daemon=True).start()
-        else:
-            deliver_notifications.delay()
-    except Exception:
-        log.warning("could not enqueue notification delivery; the periodic job will retry", exc_info=True)
-
-
-def _deliver_in_background() -> None:
-    while _more_to_deliver.is_set():
-        if not _delivering.acquire(blocking=False):
-            return  # the running thread will see the flag
-        try:
-            _more_to_deliver.clear()
-            close_old_connections()
-            deliver_due_notifications()
-        except Exception:
-            log.exception("notification delivery failed; the periodic job will retry")
-        finally:
-            close_old_connections()
-            _delivering.release()
-
-
-def backoff_seconds(attempts: int) -> int:
-    """10 s, 30 s, 90 s, 4.5 min, 13.5 min after the 1st..5th failed attempt."""
-    return int(10 * 3 ** max(0, attempts - 1))
-
-
-def claim_delivery(delivery_id: int, now: datetime) -> bool:
-    due = Q(state=Delivery.State.PENDING) | Q(state=Delivery.State.SENDING, claimed_until__lt=now)
-    return bool(
-        Delivery.objects.filter(due, id=delivery_id, next_attempt_at__lte=now).update(
-            state=Delivery.State.SENDING, claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1
-        )
-    )
-
-
-def deliver_due_notifications(now: datetime | None = None, limit: int = 100) -> int:
-    """Send what is due; returns how many deliveries this call attempted."""
-    now = now or timezone.now()
-    due = Q(state=Delivery.State.PENDING) | Q(state=Delivery.State.SENDING, claimed_until__lt=now)
-    ids = list(
-        Delivery.objects.filter(due, next_attempt_at__lte=now).order_by("next_attempt_at").values_list("id", flat=True)[:limit]
-    )
-    attempted = 0
-    for delivery_id in ids:
-        if claim_delivery(delivery_id, now):
-            attempted += 1
-            attempt_delivery(Delivery.objects.select_related("channel", "alert").get(id=delivery_id))
-    return attempted
-
-
-def delivery_payload(delivery: Delivery) -> dict[str, Any]:
-    if delivery.alert is None:
-        return test_payload(delivery.channel.name)
-    return alert_payload(delivery.alert, delivery.event)
-
-
-def attempt_delivery(delivery: Delivery) -> Outcome:
-    try:
-        outcome = notifier_for(delivery.channel.kind).send(delivery.channel, delivery_payload(delivery), delivery.id)
-    except Exception as error:  # a notifier bug must not stop the other deliveries
-        log.exception("delivery %s failed unexpectedly", delivery.id)
-        outcome = Outcome(False, f"{type(error).__name__}: {error}")
-    record_attempt(delivery, outcome, timezone.now())
-    return outcome
-
-
-def record_attempt(delivery: Delivery, outcome: Outcome, now: datetime) -> None:
-    delivery.log = [*delivery.log, {"at": now.isoformat(), "ok": outcome.ok, "detail": outcome.detail[:500]}]
-    if outcome.ok:
-        delivery.state, delivery.delivered_at = Delivery.State.DELIVERED, now
-    elif delivery.attempts >= MAX_DELIVERY_ATTEMPTS or delivery.event == Delivery.Event.TEST:
-        delivery.state = Delivery.State.FAILED
-    else:
-        delivery.state, delivery.next_attempt_at = (
-            Delivery.State.PENDING,
-            now + timedelta(seconds=backoff_seconds(delivery.attempts)),
-        )
-    delivery.claimed_until = None
-    delivery.save(update_fields=["log", "state", "delivered_at", "next_attempt_at", "claimed_until"])
-
-
-def send_test_notification(channel: NotificationChannel) -> Delivery:
-    """The admin's test button: one attempt now, logged like any delivery."""
-    delivery = Delivery.objects.create(channel=channel, event=Delivery.Event.TEST, state=Delivery.State.SENDING, attempts=1)
-    attempt_delivery(delivery)
-    return delivery

@@ -21,6 +21,6 @@ def scan_stuck_flows() -> None:
 
 @shared_task(ignore_result=True)
 def deliver_notifications() -> None:
-    from alerts.services import deliver_due_notifications
+    from alerts.delivery import deliver_due_notifications
 
     deliver_due_notifications()

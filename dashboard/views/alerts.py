@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
+from alerts.delivery import send_test_notification
 from alerts.models import Alert, NotificationChannel
 from alerts.selectors import alert_counts, alert_groups, alert_json, alert_list, channel_rows, learned_models
-from alerts.services import send_test_notification
 
 RECENT = 100
 

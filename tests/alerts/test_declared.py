@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from alerts.declared import parse_duration, rules_from_document
-from tracing.expectations import StepRef
+from alerts.expectations import StepRef
 
 DOCUMENT = {
     "flows": [

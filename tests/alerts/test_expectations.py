@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracing.expectations import (
+from alerts.expectations import (
     Expectation,
     FlowDeadline,
     Rules,
@@ -16,7 +16,7 @@ from tracing.expectations import (
     pending,
     with_known_services,
 )
-from tracing.flowmodel import Occurrence, Step, learn_flow_model
+from alerts.flowmodel import Occurrence, Step, learn_flow_model
 
 from .test_flow_model import CREATED, EMAIL, POINTS, SHIPMENT, T0, order
 

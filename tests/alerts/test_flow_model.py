@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracing.flowmodel import Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict, percentile, predecessors
+from alerts.flowmodel import Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict, percentile, predecessors
 
 CREATED = Step("checkout", "OrderCreated")
 EMAIL = Step("email", "EmailSent")

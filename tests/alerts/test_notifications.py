@@ -12,9 +12,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from alerts.delivery import backoff_seconds, deliver_due_notifications
 from alerts.models import Alert, DeclaredFlow, Delivery, NotificationChannel
 from alerts.notifiers.webhook import signature
-from alerts.services import backoff_seconds, deliver_due_notifications, scan_stuck_flows
+from alerts.services import scan_stuck_flows
 
 from .test_end_to_end import WebhookReceiver
 from .test_stuck_flows import NOW, order_without_rewards

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.bulk_writes import claim_stuck
+from alerts.delivery import deliver_due_notifications
 from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel, NotificationChannel
-from alerts.services import deliver_due_notifications, refresh_deadlines, refresh_flow_models, scan_stuck_flows
+from alerts.services import refresh_deadlines, refresh_flow_models, scan_stuck_flows
 from tests.tracing.factories import MS, checkout_flow, event
 from tracing.models import Flow
 from tracing.services import correlate_pending_observations

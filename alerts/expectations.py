@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from tracing.flowmodel import FlowModel, Occurrence, Step
+from alerts.flowmodel import FlowModel, Occurrence, Step
 
 
 @dataclass(frozen=True)
