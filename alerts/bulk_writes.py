@@ -1,7 +1,8 @@
-"""Set-based writes for storms of stuck flows: flow deadlines and stuck states with one
-``UPDATE … FROM (VALUES …)`` per chunk instead of Django's ``bulk_update`` (a CASE per row and
-field, which costs seconds for a thousand flows), and new alerts with one ``INSERT … SELECT``
-from a JSON parameter on PostgreSQL. Works on PostgreSQL and SQLite (3.35+ for RETURNING)."""
+"""Set-based writes for storms of stuck flows: watches (deadlines and stuck states) with one
+``INSERT … ON CONFLICT`` or ``UPDATE … FROM (VALUES …)`` per chunk instead of Django's
+``bulk_update`` (a CASE per row and field, which costs seconds for a thousand flows), and new
+alerts with one ``INSERT … SELECT`` from a JSON parameter on PostgreSQL. Works on PostgreSQL and
+SQLite (3.35+ for RETURNING)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ from typing import Any
 
 from django.db import connection
 
-from alerts.models import Alert
-from tracing.models import Flow
+from alerts.models import Alert, FlowWatch
 
 CHUNK = 500
 
 
 def _table() -> str:
-    return connection.ops.quote_name(Flow._meta.db_table)
+    return connection.ops.quote_name(FlowWatch._meta.db_table)
 
 
 def _placeholders(types: Sequence[str]) -> str:
@@ -32,50 +32,53 @@ def _when(value: datetime | None) -> Any:
     return value if connection.vendor == "postgresql" else connection.ops.adapt_datetimefield_value(value)
 
 
-def write_flow_states(flows: Sequence[Flow]) -> None:
-    """Store ``status``, ``stuck_after`` and ``missing`` of these flows as they are in memory."""
-    types = ("bigint", "varchar", "timestamptz", "jsonb")
-    for start in range(0, len(flows), CHUNK):
-        chunk = flows[start : start + CHUNK]
+def upsert_watches(rows: Sequence[tuple[int, datetime | None, bool, list[Any], datetime]]) -> None:
+    """Store ``(flow id, deadline, stuck, missing, changed_at)`` watches, new or changed."""
+    types = ("bigint", "timestamptz", "boolean", "jsonb", "timestamptz")
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
         params: list[Any] = []
-        for flow in chunk:
-            params += [flow.id, flow.status, _when(flow.stuck_after), json.dumps(flow.missing)]
+        for flow_id, deadline, stuck, missing, changed_at in chunk:
+            params += [flow_id, _when(deadline), stuck, json.dumps(missing), _when(changed_at)]
         values = ", ".join(_placeholders(types) for _ in chunk)
         sql = (
-            f"UPDATE {_table()} SET status = v.column2, stuck_after = v.column3, missing = v.column4 "  # noqa: S608
-            f"FROM (VALUES {values}) AS v WHERE {_table()}.id = v.column1"
+            f"INSERT INTO {_table()} (flow_id, deadline, stuck, missing, changed_at) VALUES {values} "  # noqa: S608
+            "ON CONFLICT (flow_id) DO UPDATE SET deadline = excluded.deadline, stuck = excluded.stuck, "
+            "missing = excluded.missing, changed_at = excluded.changed_at"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 
 
 CLAIM_POSTGRESQL = """
-UPDATE tracing_flow SET status = %s, missing = r.missing FROM jsonb_to_recordset(%s::jsonb) AS r(id bigint, missing jsonb)
-WHERE tracing_flow.id = r.id AND tracing_flow.status = %s AND tracing_flow.stuck_after < %s RETURNING tracing_flow.id
+UPDATE alerts_flowwatch SET stuck = true, missing = r.missing, changed_at = %s
+FROM jsonb_to_recordset(%s::jsonb) AS r(id bigint, missing jsonb)
+WHERE alerts_flowwatch.flow_id = r.id AND NOT alerts_flowwatch.stuck AND alerts_flowwatch.deadline < %s
+RETURNING alerts_flowwatch.flow_id
 """
 
 
 def claim_stuck(missing: dict[int, list[dict[str, Any]]], now: datetime) -> list[int]:
-    """Mark these flows stuck, with what each misses, if they are still running and past their
+    """Mark these flows stuck, with what each misses, if they are not stuck yet and past their
     deadline; returns the ids this call claimed. The WHERE clause is the claim: a flow another
     worker claimed first is not updated again and not returned."""
     if connection.vendor == "postgresql":
         rows = json.dumps([{"id": flow_id, "missing": items} for flow_id, items in missing.items()])
         with connection.cursor() as cursor:
-            cursor.execute(CLAIM_POSTGRESQL, [Flow.Status.STUCK, rows, Flow.Status.RUNNING, now])
+            cursor.execute(CLAIM_POSTGRESQL, [now, rows, now])
             return sorted(row[0] for row in cursor.fetchall())
     claimed: list[int] = []
     ids = sorted(missing)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        params: list[Any] = [Flow.Status.STUCK]
+        params: list[Any] = [_when(now)]
         for flow_id in chunk:
             params += [flow_id, json.dumps(missing[flow_id])]
-        params += [Flow.Status.RUNNING, _when(now)]
+        params += [_when(now)]
         values = ", ".join(_placeholders(("bigint", "jsonb")) for _ in chunk)
         sql = (
-            f"UPDATE {_table()} SET status = %s, missing = v.column2 FROM (VALUES {values}) AS v "  # noqa: S608
-            f"WHERE {_table()}.id = v.column1 AND {_table()}.status = %s AND {_table()}.stuck_after < %s RETURNING id"
+            f"UPDATE {_table()} SET stuck = 1, missing = v.column2, changed_at = %s FROM (VALUES {values}) AS v "  # noqa: S608
+            f"WHERE {_table()}.flow_id = v.column1 AND NOT {_table()}.stuck AND {_table()}.deadline < %s RETURNING flow_id"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

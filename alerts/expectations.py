@@ -152,3 +152,27 @@ def deadline_of(dues: Sequence[Due]) -> float | None:
 def missing_steps(dues: Sequence[Due], now: float) -> list[Due]:
     """The expectations overdue at ``now``: what a stuck flow is missing."""
     return [d for d in dues if d.due_at <= now]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What alerts keeps about a flow that still expects a step; a flow expecting nothing has none."""
+
+    deadline: float | None
+    stuck: bool = False
+    missing: tuple[Due, ...] = ()
+
+
+def next_watch(dues: Sequence[Due], now: float, was_stuck: bool, named: frozenset[tuple[str, str]] = frozenset()) -> Watch | None:
+    """A watched flow's watch after a change (its observations, or the rules, changed): its new
+    deadline, and whether it stays stuck. Becoming stuck is the periodic scan's decision (at
+    ``deadline``), never this one's. A stuck flow stays stuck while anything overdue, or
+    anything it was named as missing (``(step, service)`` pairs), is still outstanding: a
+    refreshed model that moves a deadline later must not resolve the alert only to open it
+    again a few seconds on."""
+    deadline = deadline_of(dues)
+    if was_stuck:
+        overdue = tuple(d for d in dues if d.due_at <= now or (d.step.name, d.step.service) in named)
+        if overdue:
+            return Watch(deadline, stuck=True, missing=overdue)
+    return Watch(deadline) if deadline is not None else None

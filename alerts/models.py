@@ -1,5 +1,11 @@
-"""Expectations (declared and learned), alerts about stuck flows, and notification channels with
-their delivery log."""
+"""Expectations (declared and learned), the watch over flows that still expect something, alerts
+about stuck flows, and notification channels with their delivery log.
+
+Who writes what: correlation (``tracing``) writes ``Flow.status`` from the observations alone
+(running, completed, failed). Whether a flow is late is this app's call, kept here and nowhere
+else: ``FlowWatch`` (its deadline, and once it passed, that it is stuck and what it misses) and
+``FlowFlip`` (every change into and out of stuck, as rows). ``alerts.status`` combines the two
+into the status people see."""
 
 from __future__ import annotations
 
@@ -59,6 +65,43 @@ class LearnedModel(models.Model):
         return f"{self.flow_type} ({self.flow_count} flows)"
 
 
+class FlowWatch(models.Model):
+    """A flow that still expects a step: when the earliest one is due (``deadline``), and, once it
+    passed, that the flow is stuck and which steps it misses. A flow expecting nothing has no
+    row. Written only by ``alerts.services``: deadlines on every change of the flow, the stuck
+    claim by the periodic scan (a conditional update, so two scanners never claim one flow)."""
+
+    flow = models.OneToOneField(Flow, primary_key=True, on_delete=models.CASCADE, related_name="watch")
+    deadline = models.DateTimeField(null=True, blank=True, help_text="When the earliest expected step is due.")
+    stuck = models.BooleanField(default=False)
+    missing = models.JSONField(default=list, help_text="Overdue steps, filled when the flow is stuck.")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # "Which flows are late?" is one range on this index.
+        indexes = [models.Index(fields=["deadline"], name="watch_due", condition=Q(stuck=False))]
+
+    def __str__(self) -> str:
+        return f"flow {self.flow_id}: {'stuck' if self.stuck else 'due'} {self.deadline}"
+
+
+class FlowFlip(models.Model):
+    """A flow became stuck, or stopped being stuck: its history, kept rather than overwritten."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="flips", db_index=False)
+    at = models.DateTimeField(default=timezone.now)
+    old_status = models.CharField(max_length=16)
+    new_status = models.CharField(max_length=16)
+    missing = models.JSONField(default=list, help_text="What the flow missed when it became stuck.")
+
+    class Meta:
+        indexes = [models.Index(fields=["flow", "at"], name="flip_flow_time")]
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"flow {self.flow_id}: {self.old_status} → {self.new_status} at {self.at}"
+
+
 class Alert(models.Model):
     """One per stuck flow. Resolves itself when the flow stops missing anything."""
 
@@ -83,6 +126,8 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    UNRESOLVED = (State.OPEN, State.ACKNOWLEDGED)
 
     class Meta:
         constraints = [

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 
 from alerts.flowmodel import model_from_dict, model_to_dict
 from alerts.models import Alert, Delivery, LearnedModel, NotificationChannel
-from alerts.services import UNRESOLVED, declared_rules, learned_rules
+from alerts.services import declared_rules, learned_rules
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -96,7 +96,7 @@ def alert_groups() -> list[dict[str, Any]]:
     """Unresolved alerts as incidents: one row per flow type and missing step, with counts, so a
     storm of 500 orders stuck at one step reads as one line."""
     rows = (
-        Alert.objects.filter(state__in=UNRESOLVED)
+        Alert.objects.filter(state__in=Alert.UNRESOLVED)
         .values("flow_type", "step", "service", "after")
         .annotate(
             count=Count("id"),

@@ -21,30 +21,30 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from alerts import declared, signals
-from alerts.bulk_writes import claim_stuck, insert_alerts, write_flow_states
+from alerts.bulk_writes import claim_stuck, insert_alerts, upsert_watches
 from alerts.delivery import queue_deliveries
 from alerts.expectations import (
     Due,
     Expectation,
     Rules,
-    deadline_of,
+    Watch,
     learned_expectations,
     merge_rules,
     missing_steps,
+    next_watch,
     pending,
     with_known_services,
 )
 from alerts.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict
-from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel
+from alerts.models import Alert, DeclaredFlow, Delivery, FlowFlip, FlowWatch, LearnedModel
+from alerts.status import ShownStatus, shown_status
 from tracing.models import Edge, Flow, Observation
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (Flow.Status.RUNNING, Flow.Status.STUCK)
 # A flow that reached an end step still owes what it was expected to do: in a fan-out, nobody
 # reacts last, and the reaction still missing when another branch ends the flow is the one to name.
-WATCHED = (*ACTIVE, Flow.Status.COMPLETED)
-UNRESOLVED = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
+WATCHED = (Flow.Status.RUNNING, Flow.Status.COMPLETED)
 LEARN_FROM_FLOWS = 500  # the newest finished flows of a type a model is learned from
 LEARN_WINDOW = timedelta(days=1)
 SCAN_BATCH = 2000
@@ -127,69 +127,71 @@ def rules_by_type(flow_types: Iterable[str]) -> dict[str, Rules]:
 
 
 def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> None:
-    """Recompute ``stuck_after`` (and, for a stuck flow, ``missing``) of these flows; resolve
-    the alert of a flow that no longer misses anything. Runs inside the caller's transaction."""
+    """Recompute the watch over these flows (their deadline and, for a stuck flow, what it still
+    misses) and resolve the alert of a flow that no longer misses anything. Runs inside the
+    caller's transaction (correlation's, when the flows changed)."""
     now = now or timezone.now()
-    flows = list(
-        Flow.objects.filter(id__in=list(flow_ids), merged_into__isnull=True).only(
-            "id", "type", "status", "started_at", "stuck_after", "missing"
-        )
-    )
+    live = Flow.objects.filter(id__in=list(flow_ids), merged_into__isnull=True)
+    flows = list(live.values_list("id", "type", "status", "started_at"))
     if not flows:
         return
-    rules = rules_by_type(f.type for f in flows)
-    needs_trace = [f.id for f in flows if f.status in WATCHED and f.type in rules]
+    ids = [flow_id for flow_id, *_ in flows]
+    watches = {w.flow_id: w for w in FlowWatch.objects.filter(flow_id__in=ids)}
+    rules = rules_by_type(flow_type for _, flow_type, _, _ in flows)
+    needs_trace = [flow_id for flow_id, flow_type, status, _ in flows if status in WATCHED and flow_type in rules]
     traces = first_occurrences(needs_trace) if needs_trace else {}
-    alerted = set(Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=UNRESOLVED).values_list("flow_id", flat=True))
-    changed, recovered = [], []
-    for flow in flows:
-        before = (flow.status, flow.stuck_after, flow.missing)
-        dues = pending(traces.get(flow.id, []), rules[flow.type], flow.started_at.timestamp()) if flow.id in traces else []
-        apply_dues(flow, dues, now, alerted=flow.id in alerted)
-        if (flow.status, flow.stuck_after, flow.missing) != before:
-            changed.append(flow)
-        if flow.id in alerted and flow.status != Flow.Status.STUCK:
-            recovered.append(flow.id)
-    if changed:
-        write_flow_states(changed)
+    alerted = set(Alert.objects.filter(flow_id__in=ids, state__in=Alert.UNRESOLVED).values_list("flow_id", flat=True))
+    changes: dict[int, Watch | None] = {}
+    recovered: dict[int, str] = {}
+    for flow_id, flow_type, status, started_at in flows:
+        old = watches.get(flow_id)
+        was_stuck = (old is not None and old.stuck) or flow_id in alerted
+        named = frozenset((m.get("step"), m.get("service")) for m in old.missing) if old else frozenset()
+        dues = pending(traces[flow_id], rules[flow_type], started_at.timestamp()) if flow_id in traces else []
+        new = next_watch(dues, now.timestamp(), was_stuck, named)
+        if watch_row(new, now) != watch_row_of(old):
+            changes[flow_id] = new
+        if was_stuck and not (new and new.stuck):
+            recovered[flow_id] = shown_status(status, new is not None, False)
+    write_watches(changes, now)
     if recovered:
-        resolve_alerts(recovered, now)
+        record_flips({flow_id: (ShownStatus.STUCK, status, []) for flow_id, status in recovered.items()}, now)
+        resolve_alerts(sorted(recovered), now)
 
 
-def apply_dues(flow: Flow, dues: Sequence[Due], now: datetime, alerted: bool) -> None:
-    """Set a flow's deadline and, when it has an alert, whether it is still stuck. A completed
-    flow that still waits for an expected step runs until it arrives (or is stuck without it)."""
-    deadline = deadline_of(dues)
-    overdue = missing_steps(dues, now.timestamp())
-    if flow.status in WATCHED and (flow.status == Flow.Status.STUCK or alerted):
-        # A stuck flow stays stuck until what it was missing arrives (or is no longer expected
-        # at all): a refreshed model that moves a deadline later must not resolve the alert
-        # only to open it again a few seconds on.
-        named = {(m.get("step"), m.get("service")) for m in flow.missing}
-        overdue = [d for d in dues if d.due_at <= now.timestamp() or (d.step.name, d.step.service) in named]
-    if flow.status not in WATCHED:
-        flow.stuck_after, flow.missing = None, []
-    elif (flow.status == Flow.Status.STUCK or alerted) and overdue:
-        # Correlation recomputes a changed flow's status from its observations (running or
-        # completed); the stuck state is ours to keep while something stays missing.
-        flow.status, flow.missing = Flow.Status.STUCK, missing_json(overdue)
-    elif flow.status == Flow.Status.COMPLETED and deadline is None:
-        flow.stuck_after, flow.missing = None, []
-    else:
-        flow.status = Flow.Status.RUNNING
-        flow.stuck_after = as_time(deadline) if deadline is not None else None
-        flow.missing = []
+def watch_row(watch: Watch | None, now: datetime) -> tuple[Any, ...] | None:
+    if watch is None:
+        return None
+    deadline = as_time(watch.deadline) if watch.deadline is not None else None
+    return (deadline, watch.stuck, missing_json(watch.missing))
+
+
+def watch_row_of(watch: FlowWatch | None) -> tuple[Any, ...] | None:
+    return (watch.deadline, watch.stuck, watch.missing) if watch is not None else None
+
+
+def write_watches(changes: dict[int, Watch | None], now: datetime) -> None:
+    """Store the changed watches; a flow that expects nothing any more loses its row."""
+    gone = sorted(flow_id for flow_id, watch in changes.items() if watch is None)
+    if gone:
+        FlowWatch.objects.filter(flow_id__in=gone).delete()
+    rows = [(flow_id, *row, now) for flow_id, watch in changes.items() if (row := watch_row(watch, now)) is not None]
+    if rows:
+        upsert_watches(rows)
 
 
 def on_flows_changed(flow_ids: Iterable[int], merged: dict[int, int] | None = None) -> None:
     if merged:
+        FlowWatch.objects.filter(flow_id__in=list(merged)).delete()
         resolve_alerts(list(merged), timezone.now())
     refresh_deadlines(flow_ids)
 
 
 def refresh_deadlines_of_type(flow_type: str) -> int:
-    """A new or changed model: recompute the deadlines of the active flows it governs."""
-    ids = list(Flow.objects.filter(type=flow_type, status__in=ACTIVE, merged_into__isnull=True).values_list("id", flat=True))
+    """A new or changed model: recompute the deadlines of the flows it governs that are running
+    or still watched."""
+    flows = Flow.objects.filter(type=flow_type, merged_into__isnull=True)
+    ids = list(flows.filter(Q(status=Flow.Status.RUNNING) | Q(watch__isnull=False)).values_list("id", flat=True))
     for start in range(0, len(ids), DEADLINE_CHUNK):
         with transaction.atomic():
             refresh_deadlines(ids[start : start + DEADLINE_CHUNK])
@@ -202,10 +204,8 @@ def refresh_deadlines_of_type(flow_type: str) -> int:
 def finished_flows(now: datetime) -> Q:
     """Flows of the last day that completed, or went quiet without waiting for anything (the
     window keeps the periodic count an index range on ``last_seen_at``, not a table scan)."""
-    quiet = Q(
-        status=Flow.Status.RUNNING, last_seen_at__lt=now - timedelta(seconds=settings.QUIET_SECONDS), stuck_after__isnull=True
-    )
-    recent = Q(merged_into__isnull=True, last_seen_at__gte=now - LEARN_WINDOW)
+    quiet = Q(status=Flow.Status.RUNNING, last_seen_at__lt=now - timedelta(seconds=settings.QUIET_SECONDS))
+    recent = Q(merged_into__isnull=True, last_seen_at__gte=now - LEARN_WINDOW, watch__isnull=True)
     return recent & (Q(status=Flow.Status.COMPLETED) | quiet)
 
 
@@ -260,11 +260,9 @@ def learn_model_of_type(flow_type: str, now: datetime) -> bool:
 
 
 def stuck_candidates(now: datetime, limit: int = SCAN_BATCH) -> list[int]:
-    """One query on the partial index (status = running, by stuck_after)."""
+    """One query on the partial index of watches not yet stuck, by deadline."""
     return list(
-        Flow.objects.filter(status=Flow.Status.RUNNING, stuck_after__lt=now)
-        .order_by("stuck_after")
-        .values_list("id", flat=True)[:limit]
+        FlowWatch.objects.filter(stuck=False, deadline__lt=now).order_by("deadline").values_list("flow_id", flat=True)[:limit]
     )
 
 
@@ -288,12 +286,18 @@ def scan_stuck_flows(now: datetime | None = None) -> list[int]:
             if late:
                 overdue[flow.id] = late
             else:  # rare: the rules changed since the deadline was written
-                deadline = deadline_of(dues)
-                Flow.objects.filter(id=flow.id, status=Flow.Status.RUNNING).update(
-                    stuck_after=as_time(deadline) if deadline is not None else None
-                )
-        claimed = claim_stuck({i: missing_json(dues) for i, dues in overdue.items()}, now)
+                write_watches({flow.id: next_watch(dues, now.timestamp(), was_stuck=False)}, now)
+        missing = {i: missing_json(dues) for i, dues in overdue.items()}
+        claimed = claim_stuck(missing, now)
+        record_flips({i: (ShownStatus.RUNNING, ShownStatus.STUCK, missing[i]) for i in claimed}, now)
         return open_alerts([flows[i] for i in claimed], overdue, now)
+
+
+def record_flips(flips: dict[int, tuple[str, str, list[dict[str, Any]]]], now: datetime) -> None:
+    """``{flow id: (old status, new status, what it misses)}`` as history rows."""
+    FlowFlip.objects.bulk_create(
+        [FlowFlip(flow_id=i, at=now, old_status=old, new_status=new, missing=m) for i, (old, new, m) in sorted(flips.items())]
+    )
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,7 @@ class Candidate:
 
 def open_alerts(flows: Sequence[Candidate], overdue: dict[int, list[Due]], now: datetime) -> list[int]:
     existing = set(
-        Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=UNRESOLVED).values_list("flow_id", flat=True)
+        Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=Alert.UNRESOLVED).values_list("flow_id", flat=True)
     )
     alerts = insert_alerts([new_alert(f, overdue[f.id], now) for f in flows if f.id not in existing])
     queue_deliveries(alerts, Delivery.Event.OPENED)
@@ -336,10 +340,10 @@ def new_alert(flow: Candidate, overdue: Sequence[Due], now: datetime) -> Alert:
 
 
 def resolve_alerts(flow_ids: Sequence[int], now: datetime) -> list[int]:
-    ids = list(Alert.objects.filter(flow_id__in=flow_ids, state__in=UNRESOLVED).values_list("id", flat=True))
+    ids = list(Alert.objects.filter(flow_id__in=flow_ids, state__in=Alert.UNRESOLVED).values_list("id", flat=True))
     if not ids:
         return []
-    Alert.objects.filter(id__in=ids, state__in=UNRESOLVED).update(state=Alert.State.RESOLVED, resolved_at=now)
+    Alert.objects.filter(id__in=ids, state__in=Alert.UNRESOLVED).update(state=Alert.State.RESOLVED, resolved_at=now)
     queue_deliveries(list(Alert.objects.filter(id__in=ids)), Delivery.Event.RESOLVED)
     signals.announce(resolved=ids)
     return ids

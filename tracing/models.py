@@ -21,9 +21,11 @@ class Flow(models.Model):
     """One business transaction: a connected component of observations."""
 
     class Status(models.TextChoices):
+        """What the observations say. Whether a flow is late (stuck, or completed but still
+        owing an expected reaction) is the alerts app's call, kept in its own tables."""
+
         RUNNING = "running"
         COMPLETED = "completed"
-        STUCK = "stuck"
         FAILED = "failed"
 
     key = models.CharField(max_length=255, help_text="Business key (e.g. order-1042), else the root trace id.")
@@ -36,9 +38,6 @@ class Flow(models.Model):
     observation_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     root_trace_id = models.CharField(max_length=32, blank=True)
-    # Computed on write (by stuck detection) so that "which flows are late?" is one indexed query.
-    stuck_after = models.DateTimeField(null=True, blank=True)
-    missing = models.JSONField(default=list, help_text="Expected steps not seen, filled when the flow is stuck.")
     # A flow absorbed by another when a late observation joined them; kept so old links redirect.
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(default=timezone.now)
@@ -50,7 +49,6 @@ class Flow(models.Model):
             models.Index(fields=["status", "-started_at", "-id"], name="flow_status_newest"),
             models.Index(fields=["type", "-started_at", "-id"], name="flow_type_newest"),
             models.Index(fields=["last_seen_at"], name="flow_last_seen"),
-            models.Index(fields=["stuck_after"], name="flow_running_deadline", condition=Q(status="running")),
         ]
 
     def __str__(self) -> str:

@@ -268,9 +268,9 @@ def create_flows(
             for o in members[root]
         ]
         summary, flow_facets = summary_row(flow_id, nodes, edges_of[root], config, now)
-        rows.append((*summary, [], None))
+        rows.append((*summary, None))
         facets += flow_facets
-    insert_rows(Flow, ["id", *SUMMARY_FIELDS, "missing", "merged_into"], rows)
+    insert_rows(Flow, ["id", *SUMMARY_FIELDS, "merged_into"], rows)
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
     return dict(zip(roots, ids, strict=True))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.expectations import (
+    Due,
     Expectation,
     FlowDeadline,
     Rules,
@@ -13,10 +14,12 @@ from alerts.expectations import (
     learned_expectations,
     merge_rules,
     missing_steps,
+    next_watch,
     pending,
     with_known_services,
 )
 from alerts.flowmodel import Occurrence, Step, learn_flow_model
+from alerts.status import shown_status
 
 from .test_flow_model import CREATED, EMAIL, POINTS, SHIPMENT, T0, order
 
@@ -139,3 +142,43 @@ def test_an_event_still_attributed_to_its_source_counts_by_name_but_a_span_of_an
     expect_span = Rules((Expectation(StepRef("OrderCreated"), StepRef("OrderCreated process", "rewards"), 30.0),))
     other_service = Occurrence(2, Step("email", "OrderCreated process"), T0 + 1, (1,))
     assert len(pending([Occurrence(1, CREATED, T0), other_service], expect_span, T0)) == 1
+
+
+POINTS_DUE = Due(StepRef("PointsCreated", "rewards"), StepRef("OrderCreated"), 100.0, "declared")
+EMAIL_DUE = Due(StepRef("EmailSent", "email"), StepRef("OrderCreated"), 300.0, "declared")
+
+
+def test_a_flow_that_expects_nothing_is_not_watched():
+    assert next_watch([], now=50.0, was_stuck=False) is None
+
+
+def test_a_watched_flow_is_due_at_its_earliest_expected_step_and_is_not_made_stuck_by_a_refresh():
+    watch = next_watch([EMAIL_DUE, POINTS_DUE], now=200.0, was_stuck=False)
+    assert watch is not None and (watch.deadline, watch.stuck, watch.missing) == (100.0, False, ())
+
+
+def test_a_stuck_flow_stays_stuck_on_what_is_overdue_or_was_named_missing():
+    later = Due(POINTS_DUE.step, POINTS_DUE.after, 900.0, "learned")  # a refreshed model moved it later
+    watch = next_watch([later, EMAIL_DUE], now=200.0, was_stuck=True, named=frozenset({("PointsCreated", "rewards")}))
+    assert watch is not None and (watch.stuck, watch.missing, watch.deadline) == (True, (later,), 300.0)
+
+
+def test_a_stuck_flow_whose_missing_steps_arrived_runs_again_with_its_next_deadline():
+    watch = next_watch([EMAIL_DUE], now=200.0, was_stuck=True, named=frozenset({("PointsCreated", "rewards")}))
+    assert watch is not None and (watch.stuck, watch.deadline) == (False, 300.0)
+    assert next_watch([], now=200.0, was_stuck=True) is None
+
+
+@pytest.mark.parametrize(
+    ("flow_status", "watched", "stuck", "shown"),
+    [
+        ("running", False, False, "running"),
+        ("completed", False, False, "completed"),
+        ("completed", True, False, "running"),  # reached its end, still owes a reaction
+        ("running", True, True, "stuck"),
+        ("completed", True, True, "stuck"),
+        ("failed", True, True, "failed"),
+    ],
+)
+def test_the_status_people_see_combines_correlations_word_with_the_watch(flow_status, watched, stuck, shown):  # type: ignore[no-untyped-def]
+    assert shown_status(flow_status, watched, stuck) == shown

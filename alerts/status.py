@@ -1,0 +1,76 @@
+"""The status people see for a flow: correlation's word (``Flow.status``: running, completed,
+failed, from the observations alone), unless this app's watch over the flow says more:
+
+- a flow past its deadline is ``stuck`` until what it misses arrives;
+- a flow that reached an end step while an expected reaction is still outstanding (in a fan-out
+  nobody reacts last) is ``running`` until it arrives.
+
+``shown_status`` is the rule; ``flow_states`` and ``filter_by_status`` apply it to rows and to
+querysets, so the pages, the API and the live views all say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import Q, QuerySet
+
+from alerts.models import FlowFlip, FlowWatch
+from tracing.models import Flow
+
+
+class ShownStatus(models.TextChoices):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STUCK = "stuck"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """What alerts adds to a flow: its shown status, its deadline and what it misses."""
+
+    status: str
+    stuck_after: datetime | None = None
+    missing: list[dict[str, Any]] = field(default_factory=list)
+
+
+def shown_status(flow_status: str, watched: bool, stuck: bool) -> str:
+    if flow_status == Flow.Status.FAILED or not watched:
+        return flow_status
+    return ShownStatus.STUCK if stuck else ShownStatus.RUNNING
+
+
+def state_of(flow_status: str, watch: FlowWatch | None) -> FlowState:
+    if watch is None:
+        return FlowState(flow_status)
+    status = shown_status(flow_status, True, watch.stuck)
+    return FlowState(status, watch.deadline, list(watch.missing) if watch.stuck else [])
+
+
+def flow_states(flows: Iterable[tuple[int, str]]) -> dict[int, FlowState]:
+    """``(flow id, Flow.status)`` pairs → each flow's state, in one query."""
+    pairs = dict(flows)
+    watches = {w.flow_id: w for w in FlowWatch.objects.filter(flow_id__in=list(pairs))}
+    return {flow_id: state_of(status, watches.get(flow_id)) for flow_id, status in pairs.items()}
+
+
+def filter_by_status(flows: QuerySet[Flow], status: str) -> QuerySet[Flow]:
+    """Flows whose shown status is ``status``."""
+    if status == ShownStatus.STUCK:
+        return flows.filter(watch__stuck=True).exclude(status=Flow.Status.FAILED)
+    if status == ShownStatus.RUNNING:
+        waiting = Q(status=Flow.Status.COMPLETED, watch__isnull=False)
+        return flows.filter(Q(status=Flow.Status.RUNNING) | waiting).exclude(watch__stuck=True)
+    if status == ShownStatus.COMPLETED:
+        return flows.filter(status=Flow.Status.COMPLETED, watch__isnull=True)
+    return flows.filter(status=status)
+
+
+def flips_of(flow_id: int) -> list[FlowFlip]:
+    """A flow's history of becoming stuck and recovering, oldest first."""
+    return list(FlowFlip.objects.filter(flow_id=flow_id).order_by("at", "id"))
