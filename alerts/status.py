@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from alerts.models import FlowFlip, FlowWatch
 from tracing.models import Flow
@@ -69,6 +69,14 @@ def filter_by_status(flows: QuerySet[Flow], status: str) -> QuerySet[Flow]:
     if status == ShownStatus.COMPLETED:
         return flows.filter(status=Flow.Status.COMPLETED, watch__isnull=True)
     return flows.filter(status=status)
+
+
+def status_counts(flows: QuerySet[Flow]) -> dict[str, int]:
+    """How many of these flows people see in each status, in one grouped query."""
+    counts = dict.fromkeys(ShownStatus.values, 0)
+    for status, stuck, n in flows.values_list("status", "watch__stuck").annotate(n=Count("id")).order_by():
+        counts[shown_status(status, stuck is not None, bool(stuck))] += n
+    return counts
 
 
 def flips_of(flow_id: int) -> list[FlowFlip]:

@@ -31,11 +31,16 @@ REPEAT = int(os.environ.get("BENCH_STUCK_REPEAT", "7"))
 
 SEED_FLOWS = """
 INSERT INTO tracing_flow (id, key, type, status, started_at, last_seen_at, services, steps, observation_count, error_count,
-                          root_trace_id, stuck_after, missing, updated_at)
+                          root_trace_id, updated_at)
 SELECT g, 'order-' || g, 'order', 'running', now() - interval '1 hour', now() - interval '1 hour',
-       '["/checkout","/email"]'::jsonb, '[]'::jsonb, 2, 0, '',
-       CASE WHEN g <= %(overdue)s THEN now() - interval '1 minute' ELSE now() + (g || ' seconds')::interval END,
-       '[]'::jsonb, now()
+       '["/checkout","/email"]'::jsonb, '[]'::jsonb, 2, 0, '', now()
+FROM generate_series(1, %(flows)s) AS g
+"""
+
+SEED_WATCHES = """
+INSERT INTO alerts_flowwatch (flow_id, deadline, stuck, missing, changed_at)
+SELECT g, CASE WHEN g <= %(overdue)s THEN now() - interval '1 minute' ELSE now() + (g || ' seconds')::interval END,
+       false, '[]'::jsonb, now()
 FROM generate_series(1, %(flows)s) AS g
 """
 
@@ -57,10 +62,15 @@ def seed(overdue: int) -> None:
 
     started_ns = time.time_ns() - 3600 * 10**9
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE alerts_alert, alerts_delivery, tracing_edge, tracing_observation, tracing_flow CASCADE")
+        cursor.execute(
+            "TRUNCATE alerts_alert, alerts_delivery, alerts_flowflip, alerts_flowwatch, tracing_edge, tracing_observation,"
+            " tracing_flow CASCADE"
+        )
         cursor.execute(SEED_FLOWS, {"flows": FLOWS, "overdue": overdue})
+        cursor.execute(SEED_WATCHES, {"flows": FLOWS, "overdue": overdue})
         cursor.execute(SEED_OBSERVATIONS, {"flows": FLOWS, "start_ns": started_ns})
         cursor.execute("ANALYZE tracing_flow")
+        cursor.execute("ANALYZE alerts_flowwatch")
         cursor.execute("ANALYZE tracing_observation")
     DeclaredFlow.objects.all().delete()
     DeclaredFlow.objects.create(flow_type="order").expectations.create(
@@ -74,8 +84,8 @@ def reset() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE alerts_alert, alerts_delivery")
-        cursor.execute("UPDATE tracing_flow SET status = 'running', missing = '[]'::jsonb WHERE status = 'stuck'")
+        cursor.execute("TRUNCATE alerts_alert, alerts_delivery, alerts_flowflip")
+        cursor.execute("UPDATE alerts_flowwatch SET stuck = false, missing = '[]'::jsonb WHERE stuck")
 
 
 def median_ms(samples: list[float]) -> float:
@@ -94,8 +104,8 @@ def find_plan() -> str:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN ANALYZE SELECT id FROM tracing_flow WHERE status = 'running' AND stuck_after < %s"
-            " ORDER BY stuck_after LIMIT 2000",
+            "EXPLAIN ANALYZE SELECT flow_id FROM alerts_flowwatch WHERE NOT stuck AND deadline < %s"
+            " ORDER BY deadline LIMIT 2000",
             [timezone.now()],
         )
         return "\n".join(row[0] for row in cursor.fetchall())

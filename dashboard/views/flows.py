@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from alerts.status import FlowState, ShownStatus, flips_of, flow_states
 from tracing.models import Flow, Observation
 from tracing.queries import FILTER_NAMES, InvalidQuery, flow_detail, flow_list, parse_flow_filters, resolve_flow
 from tracing.records import span_identity
@@ -61,6 +62,7 @@ class FlowRow:
     started_ago: str
     steps: list[dict[str, Any]]
     more_steps: int
+    status: str  # as people see it (alerts.status)
     waiting_for: str  # what a stuck flow waits for, "" otherwise
 
 
@@ -73,8 +75,8 @@ def waiting_text(missing: list[dict[str, Any]]) -> str:
     return f"waiting for {first.get('step', 'a step')}{who}{more}"
 
 
-def flow_row(flow: Flow, now: datetime, flow_url: str) -> FlowRow:
-    if flow.status in (Flow.Status.COMPLETED, Flow.Status.FAILED):
+def flow_row(flow: Flow, state: FlowState, now: datetime, flow_url: str) -> FlowRow:
+    if state.status in (ShownStatus.COMPLETED, ShownStatus.FAILED):
         elapsed = (flow.last_seen_at - flow.started_at).total_seconds()
         timing, title = f"took {human_duration(elapsed)}", "from the first to the last observation"
     else:
@@ -91,7 +93,8 @@ def flow_row(flow: Flow, now: datetime, flow_url: str) -> FlowRow:
         started_ago=f"started {human_duration(max((now - flow.started_at).total_seconds(), 0))} ago",
         steps=steps[:MAX_STEPS_SHOWN],
         more_steps=max(len(steps) - MAX_STEPS_SHOWN, 0),
-        waiting_for=waiting_text(flow.missing) if flow.status == Flow.Status.STUCK else "",
+        status=state.status,
+        waiting_for=waiting_text(state.missing) if state.status == ShownStatus.STUCK else "",
     )
 
 
@@ -122,7 +125,7 @@ def flows(request: HttpRequest) -> HttpResponse:
     query = request.GET
     context: dict[str, Any] = {
         "query": {name: query.get(name, "") for name in (*FILTER_NAMES, "range")},
-        "statuses": Flow.Status.values,
+        "statuses": ShownStatus.values,
         "ranges": RANGE_LABELS,
         "filtered": any(query.get(name) for name in (*FILTER_NAMES, "range")),
         "paged": bool(query.get("cursor")),
@@ -136,7 +139,8 @@ def flows(request: HttpRequest) -> HttpResponse:
         context["error"] = str(error)
         return render(request, "dashboard/flows.html", context, status=400)
     flow_url = reverse("dashboard:flow", args=[0])  # reversed once; each row fills in its id
-    context["rows"] = [flow_row(flow, now, flow_url) for flow in page]
+    states = flow_states((flow.id, flow.status) for flow in page)
+    context["rows"] = [flow_row(flow, states[flow.id], now, flow_url) for flow in page]
     context["next_url"] = page_url(query, cursor=next_cursor) if next_cursor else None
     context["first_url"] = page_url(query)
     context["anything"] = bool(page) or Flow.objects.exists()
@@ -176,6 +180,12 @@ def flow(request: HttpRequest, flow_id: int) -> HttpResponse:
         return redirect("dashboard:flow", flow_id=found.id)
     detail = with_linked_flows(flow_detail(found))
     config = {"trace_url": settings.TRACE_URL, "flows_url": reverse("dashboard:flows")}
-    return render(
-        request, "dashboard/flow.html", {"flow": found, "detail": detail, "config": config, "api_url": f"/api/flows/{found.id}"}
-    )
+    context = {
+        "flow": found,
+        "status": detail["status"],
+        "flips": flips_of(found.id),
+        "detail": detail,
+        "config": config,
+        "api_url": f"/api/flows/{found.id}",
+    }
+    return render(request, "dashboard/flow.html", context)

@@ -442,6 +442,7 @@ SCENARIOS = {"checkout": checkout, "shipped": shipped, "failed": failed, "xss": 
 def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
     from django.db import transaction
 
+    from alerts.models import FlowWatch
     from tracing.models import Flow, Observation
     from tracing.services import correlate_pending_observations
     from tracing.store import store_observations
@@ -464,7 +465,7 @@ def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
         # Stuck detection marks flows like this one once it has learned from enough past flows;
         # the scenario states the outcome directly so that pages can be tested in isolation.
         with transaction.atomic():
-            Flow.objects.filter(id=flow.id).update(status=Flow.Status.STUCK, missing=missing)
+            FlowWatch.objects.update_or_create(flow_id=flow.id, defaults={"stuck": True, "missing": missing})
     return {"flow_id": flow.id, "key": flow.key, "observations": len(records)}
 
 
