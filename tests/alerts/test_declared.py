@@ -4,11 +4,11 @@ from the admin's rows, checked by the same step and duration parsers."""
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from alerts.declared import rules_from_admin, rules_from_config
 from alerts.expectations import StepRef
-from alerts.models import DeclaredFlow
+from alerts.models import DeclaredExpectation, DeclaredFlow
 from tracing.flowconfig import parse_duration, parse_flows_config
 
 DOCUMENT = """
@@ -84,3 +84,17 @@ def test_an_admin_row_with_a_bad_step_is_refused_naming_the_row():
     flow.expectations.create(after="OrderCreated", steps=["rewards/"], within_seconds=60)
     with pytest.raises(ImproperlyConfigured, match=r"declared flow 'order', expectation after 'OrderCreated', steps\[0\]"):
         rules_from_admin(list(DeclaredFlow.objects.prefetch_related("expectations")))
+
+
+@pytest.mark.django_db
+def test_the_admin_form_refuses_what_the_file_would_refuse():
+    flow = DeclaredFlow(flow_type="order", end_steps=["warehouse/"], deadline_seconds=600)
+    with pytest.raises(ValidationError, match=r"end_steps\[0\]: expected a step name"):
+        flow.full_clean()
+    flow.end_steps = ["warehouse/ShipmentPrepared"]
+    flow.full_clean()
+    flow.save()
+    with pytest.raises(ValidationError, match=r"steps\[1\]: expected a step name"):
+        DeclaredExpectation(flow=flow, after="OrderCreated", steps=["EmailSent", ""], within_seconds=60).full_clean()
+    with pytest.raises(ValidationError, match=r"within_seconds: expected a positive duration"):
+        DeclaredExpectation(flow=flow, after="OrderCreated", steps=["EmailSent"], within_seconds=0).full_clean()
