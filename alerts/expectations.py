@@ -17,17 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from alerts.flowmodel import FlowModel, Occurrence, Step
-
-
-@dataclass(frozen=True)
-class StepRef:
-    """A step as people name it: an event type or span name, optionally with its service."""
-
-    name: str
-    service: str = ""
-
-    def matches(self, step: Step) -> bool:
-        return self.name == step.name and (not self.service or self.service == step.service)
+from tracing.flowconfig import StepRef  # steps are named, and parsed, with the flow definitions
 
 
 @dataclass(frozen=True)

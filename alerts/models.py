@@ -10,10 +10,13 @@ into the status people see."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts.declared import admin_deadline, admin_expectation
+from tracing.flowconfig import Where
 from tracing.models import Flow
 
 
@@ -33,6 +36,13 @@ class DeclaredFlow(models.Model):
     def __str__(self) -> str:
         return self.flow_type
 
+    def clean(self) -> None:
+        """Steps and deadline checked by the parsers of the flow definitions file."""
+        try:
+            admin_deadline(self.end_steps, self.deadline_seconds, Where(""))
+        except ImproperlyConfigured as error:
+            raise ValidationError(str(error)) from None
+
 
 class DeclaredExpectation(models.Model):
     """After step ``after``, expect each of ``steps`` within ``within_seconds``."""
@@ -47,6 +57,13 @@ class DeclaredExpectation(models.Model):
 
     def __str__(self) -> str:
         return f"after {self.after} expect {', '.join(self.steps)} within {self.within_seconds}s"
+
+    def clean(self) -> None:
+        """Steps and time checked by the parsers of the flow definitions file."""
+        try:
+            admin_expectation(self.after, self.steps, self.within_seconds, Where(""))
+        except ImproperlyConfigured as error:
+            raise ValidationError(str(error)) from None
 
 
 class LearnedModel(models.Model):

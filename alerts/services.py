@@ -97,7 +97,7 @@ def first_occurrences(flow_ids: Iterable[int]) -> dict[int, list[Occurrence]]:
 
 def declared_rules() -> dict[str, Rules]:
     """File first, then the admin's rows, which win for a flow type declared in both."""
-    rules = declared.rules_from_file(settings.FLOWS_FILE)
+    rules = declared.rules_from_flows_file()
     return rules | declared.rules_from_admin(list(DeclaredFlow.objects.prefetch_related("expectations")))
 
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class TracingConfig(AppConfig):
@@ -7,3 +8,6 @@ class TracingConfig(AppConfig):
 
     def ready(self) -> None:
         import tracing.lookups  # noqa: F401  registers ``field__any``
+        from tracing.checks import flow_definitions_check
+
+        checks.register(flow_definitions_check)

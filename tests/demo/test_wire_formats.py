@@ -58,11 +58,12 @@ def test_spans_go_where_the_standard_otlp_variables_say_else_to_the_target():
 
 
 def test_the_shops_flow_definition_is_one_choreoscope_understands():
-    from alerts.declared import rules_from_file
-    from tracing.flowconfig import parse_flows_config
+    from alerts.declared import rules_from_config
+    from tracing.flowconfig import parse_flows_config, read_flows_file
 
     path = Path(__file__).resolve().parents[2] / "demo" / "flows.yaml"
     (order,) = parse_flows_config(path.read_text()).types
     assert order.type == "order" and order.start == {"OrderCreated"} and order.end == {"DispatchNoticeSent"}
-    expected = {(rule.step.service, rule.step.name) for rule in rules_from_file(str(path))["order"].expectations}
+    rules = rules_from_config(read_flows_file(str(path)))
+    expected = {(rule.step.service, rule.step.name) for rule in rules["order"].expectations}
     assert ("rewards", "PointsCreated") in expected and ("warehouse", "ShipmentPrepared") in expected

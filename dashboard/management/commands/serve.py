@@ -53,6 +53,9 @@ def wait_until_serving(url: str, timeout: float = 30.0) -> bool:
 
 class Command(BaseCommand):
     help = "Serve Choreoscope (HTTP + WebSockets + OTLP) with uvicorn."
+    # Django's default, stated because serving depends on it: the system checks run before
+    # ``handle``, so a broken CHOREOSCOPE_FLOWS file stops the server with the line at fault.
+    requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.BIND_HOST)
