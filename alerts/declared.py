@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.expectations import Expectation, FlowDeadline, Rules
+from alerts.expectations import Expectation, Rules
 from tracing.flowconfig import (
     Deadline,
     ExpectedSteps,
@@ -22,10 +22,9 @@ from tracing.flowconfig import (
 
 def rules_from_definition(flow_type: FlowType) -> Rules:
     """Each expected step becomes one declared expectation."""
-    deadline = flow_type.deadline
     return Rules(
         tuple(Expectation(e.after, step, e.within_seconds, "declared") for e in flow_type.expectations for step in e.steps),
-        FlowDeadline(deadline.end_steps, deadline.within_seconds) if deadline else None,
+        flow_type.deadline,
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from alerts.flowmodel import FlowModel, Occurrence, Step
-from tracing.flowconfig import StepRef  # steps are named, and parsed, with the flow definitions
+from tracing.flowconfig import Deadline, StepRef  # steps are named, and parsed, with the flow definitions
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,9 @@ class Expectation:
 
 
 @dataclass(frozen=True)
-class FlowDeadline:
-    """Declared: a flow must reach one of ``end_steps`` within ``within_seconds`` of its start."""
-
-    end_steps: tuple[StepRef, ...]
-    within_seconds: float
-
-
-@dataclass(frozen=True)
 class Rules:
     expectations: tuple[Expectation, ...] = ()
-    deadline: FlowDeadline | None = None
+    deadline: Deadline | None = None  # declared: reach an end step within this of the start
 
     def __bool__(self) -> bool:
         return bool(self.expectations) or self.deadline is not None

@@ -7,7 +7,6 @@ import pytest
 from alerts.expectations import (
     Due,
     Expectation,
-    FlowDeadline,
     Rules,
     StepRef,
     deadline_of,
@@ -20,6 +19,7 @@ from alerts.expectations import (
 )
 from alerts.flowmodel import Occurrence, Step, learn_flow_model
 from alerts.status import shown_status
+from tracing.flowconfig import Deadline
 
 from .test_flow_model import CREATED, EMAIL, POINTS, SHIPMENT, T0, order
 
@@ -110,7 +110,7 @@ def test_a_declared_step_without_history_is_missing_without_a_service_but_names_
 
 
 def test_the_overall_deadline_counts_from_the_flows_start_until_an_end_step():
-    overall = Rules(deadline=FlowDeadline((StepRef("ShipmentPrepared"),), 600.0))
+    overall = Rules(deadline=Deadline((StepRef("ShipmentPrepared"),), 600.0))
     [due] = pending([Occurrence(1, CREATED, T0 + 5)], overall, started_at=T0)
     assert (due.step.name, due.after, due.due_at) == ("ShipmentPrepared", None, T0 + 600.0)
     assert pending(order(0), overall, started_at=T0) == []
