@@ -247,9 +247,9 @@ def test_a_flows_stuck_and_recovered_history_is_kept_as_rows():
     order = order_without_rewards()
     scan_stuck_flows(NOW)
     expectation.delete()
-    refresh_deadlines([seen(order).id])
+    refresh_deadlines([seen(order).id], NOW + timedelta(seconds=1))
     declared.expectations.create(after="OrderCreated", steps=["PointsCreated"], within_seconds=5)
-    refresh_deadlines([seen(order).id])
+    refresh_deadlines([seen(order).id], NOW + timedelta(seconds=2))
     assert seen(order).status == ShownStatus.RUNNING
     scan_stuck_flows(NOW + timedelta(seconds=5))
     assert seen(order).status == ShownStatus.STUCK
