@@ -8,6 +8,8 @@ import logging
 import threading
 import time
 
+from django.conf import settings
+
 from choreoscope.celery import app
 from choreoscope.dispatch import run_in_process
 from choreoscope.schedules import PeriodicJob, periodic_jobs
@@ -46,3 +48,12 @@ class InProcessScheduler:
             run_in_process(job.task)
         except Exception:
             log.exception("periodic job %r failed", job.name)
+
+
+def start_if_configured() -> InProcessScheduler | None:
+    """Start the periodic jobs in this process when it runs them itself instead of Celery beat."""
+    if not settings.IN_PROCESS_SCHEDULER:
+        return None
+    scheduler = InProcessScheduler()
+    scheduler.start()
+    return scheduler
