@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections
 
 from choreoscope.celery import app
 
@@ -237,11 +237,6 @@ def kick(task: Task, first_step: Step | None = None) -> None:
     thread takes that bounded step itself (so a lone client reads its own result next), and the
     task runs afterwards only if the step says more waits. Never raises."""
     _dispatcher.kick(task, first_step)
-
-
-def kick_after_commit(task: Task, first_step: Step | None = None) -> None:
-    """``kick`` once the current transaction commits (at once outside a transaction)."""
-    transaction.on_commit(lambda: kick(task, first_step))
 
 
 def wait_idle(timeout: float = 5.0) -> bool:
