@@ -5,18 +5,19 @@ logged on the row."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from alerts.models import Alert, Delivery, NotificationChannel
 from alerts.notifiers import Outcome, notifier_for
 from alerts.payloads import alert_payload, test_payload
+from alerts.tasks import deliver_notifications
+from choreoscope import dispatch
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +34,11 @@ def queue_deliveries(alerts: Sequence[Alert], event: str) -> None:
         transaction.on_commit(kick_delivery)
 
 
-_delivering = threading.Lock()
-_more_to_deliver = threading.Event()
-
-
 def kick_delivery() -> None:
-    """Ask a worker to deliver now; if the broker is down the periodic job will. Embedded (eager
-    tasks), delivery runs on a background thread: a slow webhook must not hold up the scan or
-    the ingestion request whose correlation resolved an alert."""
-    try:
-        from alerts.tasks import deliver_notifications
-
-        if deliver_notifications.app.conf.task_always_eager:
-            _more_to_deliver.set()
-            threading.Thread(target=_deliver_in_background, name="choreoscope-notify", daemon=True).start()
-        else:
-            deliver_notifications.delay()
-    except Exception:
-        log.warning("could not enqueue notification delivery; the periodic job will retry", exc_info=True)
-
-
-def _deliver_in_background() -> None:
-    while _more_to_deliver.is_set():
-        if not _delivering.acquire(blocking=False):
-            return  # the running thread will see the flag
-        try:
-            _more_to_deliver.clear()
-            close_old_connections()
-            deliver_due_notifications()
-        except Exception:
-            log.exception("notification delivery failed; the periodic job will retry")
-        finally:
-            close_old_connections()
-            _delivering.release()
+    """Ask for delivery soon, off the caller's path: a slow webhook must not hold up the scan or
+    the ingestion request whose correlation resolved an alert. Never fails; if the kick is lost,
+    the periodic job delivers."""
+    dispatch.kick(deliver_notifications)
 
 
 def backoff_seconds(attempts: int) -> int:

@@ -1,5 +1,6 @@
 """The embedded default's stand-in for Celery beat: one daemon thread that runs each periodic
-job's task in-process at its interval. A failing job is logged and tried again next time."""
+job's task in-process at its interval, one job after another, the way ``choreoscope.dispatch``
+runs a task in-process. A failing job is logged and tried again next time."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import logging
 import threading
 import time
 
-from celery import current_app
-from django.db import close_old_connections
+from django.conf import settings
 
+from choreoscope.celery import app
+from choreoscope.dispatch import run_in_process
 from choreoscope.schedules import PeriodicJob, periodic_jobs
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,19 @@ class InProcessScheduler:
                     self._run_job(job)
 
     def _run_job(self, job: PeriodicJob) -> None:
-        close_old_connections()
+        if job.task not in app.tasks:
+            log.debug("periodic job %r: task %s is not registered", job.name, job.task)
+            return
         try:
-            task = current_app.tasks.get(job.task)
-            if task is None:
-                log.debug("periodic job %r: task %s is not registered", job.name, job.task)
-                return
-            task.apply()
+            run_in_process(job.task)
         except Exception:
             log.exception("periodic job %r failed", job.name)
-        finally:
-            close_old_connections()
+
+
+def start_if_configured() -> InProcessScheduler | None:
+    """Start the periodic jobs in this process when it runs them itself instead of Celery beat."""
+    if not settings.IN_PROCESS_SCHEDULER:
+        return None
+    scheduler = InProcessScheduler()
+    scheduler.start()
+    return scheduler

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from choreoscope.dispatch import CoalescedCall
 from dashboard.broadcast import STREAM_GROUP, TOPOLOGY_GROUP, flow_group, publish_many, watched
 from tracing.correlation import business_key
 from tracing.flowconfig import flows_config
@@ -179,30 +180,24 @@ def recent_names(sample: int = 2000) -> tuple[list[str], list[str]]:
 class StoredStream:
     """The stream items this process stored since its last publication: at most the newest
     ``STREAM_BATCH_CAP``, and a count of all of them (the page's rate). The first item after a
-    publication starts a timer; when it fires, everything gathered goes out as one message."""
+    publication asks for one within ``interval``; everything gathered by then goes out as one message."""
 
     def __init__(self, interval: float = STREAM_PUBLISH_SECONDS) -> None:
-        self.interval = interval
         self.lock = threading.Lock()
         self.items: list[dict[str, Any]] = []
         self.total = 0
-        self.scheduled = False
+        self.publication = CoalescedCall(interval, self.publish)
 
     def add(self, items: list[dict[str, Any]], total: int) -> None:
         with self.lock:
             self.items = (self.items + items)[-STREAM_BATCH_CAP:]
             self.total += total
-            if self.scheduled:
-                return
-            self.scheduled = True
-        timer = threading.Timer(self.interval, self.publish)
-        timer.daemon = True
-        timer.start()
+        self.publication.request()
 
     def take(self) -> tuple[list[dict[str, Any]], int]:
         with self.lock:
             items, total = self.items, self.total
-            self.items, self.total, self.scheduled = [], 0, False
+            self.items, self.total = [], 0
         return items, total
 
     def publish(self) -> None:

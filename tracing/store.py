@@ -2,8 +2,8 @@
 
 Idempotent on ``Observation.identity``: a span or event sent again is counted as a duplicate and
 changes nothing. ``flow`` is left NULL, which means "not yet correlated"; after commit the
-correlation task is enqueued, and if that fails (broker down, task error) the periodic sweep
-finds the rows through the partial index on uncorrelated observations.
+correlation task is kicked (``choreoscope.dispatch``), and if that fails (broker down, task
+error) the periodic sweep finds the rows through the partial index on uncorrelated observations.
 
 On PostgreSQL the rows are COPYed into a temporary table and moved with one
 ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``; row-at-a-time saves and
@@ -13,10 +13,8 @@ On PostgreSQL the rows are COPYed into a temporary table and moved with one
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,13 +22,13 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
+from choreoscope import dispatch
 from tracing.models import Observation
 from tracing.records import ObservationRecord
 from tracing.signals import observations_stored
-
-logger = logging.getLogger(__name__)
+from tracing.tasks import correlate_pending
 
 COLUMNS = (
     "kind",
@@ -200,90 +198,21 @@ def _insert_sqlite(rows: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
         return cursor.fetchall()
 
 
-_correlating = threading.Lock()
-_more_to_correlate = threading.Event()
-
-
-def _correlate_in_process(task: Any) -> None:
-    """Eager tasks (the embedded mode) would run the whole correlation loop in the request's
-    thread, and under steady traffic one request would wait for everybody's rows. Instead the
-    committing thread correlates one bounded batch (its own rows, in the common case, so a lone
-    client still sees its flow on the next read), and any remainder goes to one background runner;
-    concurrent requests only flag that there is more."""
+def correlate_one_batch() -> bool:
+    """One bounded batch of correlation in the caller's thread; True when more may be waiting."""
     from tracing.services import correlate_batch
 
-    _more_to_correlate.set()
-    if not _correlating.acquire(blocking=False):
-        return  # the running thread will see the flag
-    try:
-        _more_to_correlate.clear()
-        size = settings.CORRELATION_BATCH_SIZE
-        if len(correlate_batch(size).observation_ids) >= size:
-            _more_to_correlate.set()
-    finally:
-        _correlating.release()
-    if _more_to_correlate.is_set():
-        threading.Thread(target=_drain_correlation, args=(task,), name="correlation-drain", daemon=True).start()
-
-
-def _drain_correlation(task: Any) -> None:
-    try:
-        while _more_to_correlate.is_set():
-            if not _correlating.acquire(blocking=False):
-                return  # another runner holds it and will see the flag
-            try:
-                while _more_to_correlate.is_set():
-                    _more_to_correlate.clear()
-                    task.delay()
-            finally:
-                _correlating.release()
-    except Exception:
-        logger.warning("In-process correlation failed; the periodic sweep will retry.", exc_info=True)
-    finally:
-        connections.close_all()
-
-
-# Publishing a task costs a broker round trip; one per request would be one per 512 spans. A
-# commit instead asks for one publication within ENQUEUE_DELAY_SECONDS, shared by every commit
-# that asks meanwhile. The flag is cleared before publishing, so a task is always published after
-# the last commit that saw it set, and that task finds the commit's rows.
-ENQUEUE_DELAY_SECONDS = 0.05
-_enqueue_lock = threading.Lock()
-_enqueue_scheduled = False
-
-
-def _publish_correlation(task: Any) -> None:
-    global _enqueue_scheduled
-    with _enqueue_lock:
-        _enqueue_scheduled = False
-    try:
-        task.delay()
-    except Exception:
-        logger.warning("Could not enqueue correlation; the periodic sweep will correlate the stored observations.", exc_info=True)
-
-
-def _schedule_publication(task: Any) -> None:
-    global _enqueue_scheduled
-    with _enqueue_lock:
-        if _enqueue_scheduled:
-            return
-        _enqueue_scheduled = True
-    timer = threading.Timer(ENQUEUE_DELAY_SECONDS, _publish_correlation, args=(task,))
-    timer.daemon = True
-    timer.start()
+    size = settings.CORRELATION_BATCH_SIZE
+    return len(correlate_batch(size).observation_ids) >= size
 
 
 def enqueue_correlation() -> None:
-    """Hand the new rows to correlation; never fails the request (the sweep is the safety net)."""
-    try:
-        from tracing.tasks import correlate_pending
-
-        if correlate_pending.app.conf.task_always_eager:
-            _correlate_in_process(correlate_pending)
-        else:
-            _schedule_publication(correlate_pending)
-    except Exception:
-        logger.warning("Could not enqueue correlation; the periodic sweep will correlate the stored observations.", exc_info=True)
+    """Hand the new rows to correlation; never fails the request (the sweep is the safety net).
+    Where tasks run in-process, the whole correlation loop in the request's thread would make one
+    request wait for everybody's rows under steady traffic; instead the committing thread
+    correlates one bounded batch (its own rows, in the common case, so a lone client still sees
+    its flow on the next read) and the task finishes any remainder in the background."""
+    dispatch.kick(correlate_pending, first_step=correlate_one_batch)
 
 
 def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:

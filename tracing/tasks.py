@@ -7,7 +7,7 @@ from celery import shared_task
 
 @shared_task(ignore_result=True)
 def correlate_pending() -> None:
-    """Correlate stored observations that have no flow yet (enqueued after each ingest commit)."""
+    """Correlate stored observations that have no flow yet (kicked after each ingest commit)."""
     from tracing.services import correlate_pending_observations
 
     correlate_pending_observations()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from pathlib import Path
 
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from choreoscope import dispatch
 from collectors import admission
 from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
 from tokens.models import ApiToken
-from tracing import store
 from tracing.models import Observation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,10 +104,7 @@ def broker_down(monkeypatch):
     previous = correlate_pending.app.conf.task_always_eager
     correlate_pending.app.conf.task_always_eager = False
     yield
-    deadline = time.monotonic() + 5
-    while store._enqueue_scheduled and time.monotonic() < deadline:  # let the pending publication fail first
-        time.sleep(0.01)
-    time.sleep(0.1)  # the flag is cleared just before the publication is attempted
+    dispatch.wait_idle(5)  # let the pending publication fail first
     correlate_pending.app.conf.task_always_eager = previous
 
 

@@ -42,20 +42,22 @@ def test_a_request_is_a_handful_of_statements_whatever_its_size():
 def test_commits_close_together_share_one_task_publication_sent_after_the_last_of_them(monkeypatch):
     import threading
 
+    from choreoscope import dispatch
     from tracing import store
 
     published = threading.Event()
     calls: list[int] = []
 
-    class Task:
-        def delay(self) -> None:
-            calls.append(1)
-            published.set()
+    def publish(name: str) -> None:
+        assert name == "tracing.tasks.correlate_pending"
+        calls.append(1)
+        published.set()
 
-    monkeypatch.setattr(store, "ENQUEUE_DELAY_SECONDS", 0.2)
+    broker = dispatch.Dispatcher(in_process=lambda: False, publish=publish, run=print, publish_delay=0.2)
+    monkeypatch.setattr(dispatch, "_dispatcher", broker)
     for _ in range(5):
-        store._schedule_publication(Task())
+        store.enqueue_correlation()
     assert published.wait(5) and calls == [1]
     published.clear()
-    store._schedule_publication(Task())
+    store.enqueue_correlation()
     assert published.wait(5) and calls == [1, 1]

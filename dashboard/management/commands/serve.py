@@ -81,12 +81,9 @@ class Command(BaseCommand):
         if otlp_port and otlp_port != port:
             sockets.append(listening_socket(host, otlp_port))
 
-        scheduler = None
-        if settings.IN_PROCESS_SCHEDULER:
-            from choreoscope.scheduler import InProcessScheduler
+        from choreoscope.scheduler import start_if_configured
 
-            scheduler = InProcessScheduler()
-            scheduler.start()
+        scheduler = start_if_configured()
 
         local_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison, not a bind
         base_url = f"http://{local_host}:{port}"
