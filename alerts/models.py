@@ -67,6 +67,8 @@ class Alert(models.Model):
         ACKNOWLEDGED = "acknowledged"
         RESOLVED = "resolved"
 
+    UNRESOLVED = (State.OPEN, State.ACKNOWLEDGED)
+
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
     flow_key = models.CharField(max_length=255)
     flow_type = models.CharField(max_length=255)

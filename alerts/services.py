@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from alerts import declared, signals
+from alerts import signals
 from alerts.bulk_writes import claim_stuck, insert_alerts, write_flow_states
 from alerts.delivery import queue_deliveries
 from alerts.expectations import (
@@ -28,14 +28,14 @@ from alerts.expectations import (
     Expectation,
     Rules,
     deadline_of,
-    learned_expectations,
     merge_rules,
     missing_steps,
     pending,
     with_known_services,
 )
 from alerts.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict
-from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel
+from alerts.models import Alert, Delivery, LearnedModel
+from alerts.selectors import declared_rules, learned_rules
 from tracing.models import Edge, Flow, Observation
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ ACTIVE = (Flow.Status.RUNNING, Flow.Status.STUCK)
 # A flow that reached an end step still owes what it was expected to do: in a fan-out, nobody
 # reacts last, and the reaction still missing when another branch ends the flow is the one to name.
 WATCHED = (*ACTIVE, Flow.Status.COMPLETED)
-UNRESOLVED = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
 LEARN_FROM_FLOWS = 500  # the newest finished flows of a type a model is learned from
 LEARN_WINDOW = timedelta(days=1)
 SCAN_BATCH = 2000
@@ -95,18 +94,6 @@ def first_occurrences(flow_ids: Iterable[int]) -> dict[int, list[Occurrence]]:
     return traces
 
 
-def declared_rules() -> dict[str, Rules]:
-    """File first, then the admin's rows, which win for a flow type declared in both."""
-    rules = declared.rules_from_file(settings.FLOWS_FILE)
-    return rules | declared.rules_from_admin(list(DeclaredFlow.objects.prefetch_related("expectations")))
-
-
-def learned_rules(model: FlowModel) -> list[Expectation]:
-    return learned_expectations(
-        model, expect_share=settings.EXPECT_SHARE, factor=settings.STUCK_FACTOR, floor_seconds=settings.STUCK_FLOOR_SECONDS
-    )
-
-
 def rules_by_type(flow_types: Iterable[str]) -> dict[str, Rules]:
     types = set(flow_types)
     found = declared_rules()
@@ -140,7 +127,9 @@ def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> N
     rules = rules_by_type(f.type for f in flows)
     needs_trace = [f.id for f in flows if f.status in WATCHED and f.type in rules]
     traces = first_occurrences(needs_trace) if needs_trace else {}
-    alerted = set(Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=UNRESOLVED).values_list("flow_id", flat=True))
+    alerted = set(
+        Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=Alert.UNRESOLVED).values_list("flow_id", flat=True)
+    )
     changed, recovered = [], []
     for flow in flows:
         before = (flow.status, flow.stuck_after, flow.missing)
@@ -308,7 +297,7 @@ class Candidate:
 
 def open_alerts(flows: Sequence[Candidate], overdue: dict[int, list[Due]], now: datetime) -> list[int]:
     existing = set(
-        Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=UNRESOLVED).values_list("flow_id", flat=True)
+        Alert.objects.filter(flow_id__in=[f.id for f in flows], state__in=Alert.UNRESOLVED).values_list("flow_id", flat=True)
     )
     alerts = insert_alerts([new_alert(f, overdue[f.id], now) for f in flows if f.id not in existing])
     queue_deliveries(alerts, Delivery.Event.OPENED)
@@ -336,10 +325,10 @@ def new_alert(flow: Candidate, overdue: Sequence[Due], now: datetime) -> Alert:
 
 
 def resolve_alerts(flow_ids: Sequence[int], now: datetime) -> list[int]:
-    ids = list(Alert.objects.filter(flow_id__in=flow_ids, state__in=UNRESOLVED).values_list("id", flat=True))
+    ids = list(Alert.objects.filter(flow_id__in=flow_ids, state__in=Alert.UNRESOLVED).values_list("id", flat=True))
     if not ids:
         return []
-    Alert.objects.filter(id__in=ids, state__in=UNRESOLVED).update(state=Alert.State.RESOLVED, resolved_at=now)
+    Alert.objects.filter(id__in=ids, state__in=Alert.UNRESOLVED).update(state=Alert.State.RESOLVED, resolved_at=now)
     queue_deliveries(list(Alert.objects.filter(id__in=ids)), Delivery.Event.RESOLVED)
     signals.announce(resolved=ids)
     return ids
