@@ -48,7 +48,8 @@ def json_schema(declared: Any, components: dict[str, Any]) -> dict[str, Any]:
     if is_typeddict(declared):
         return {"$ref": f"#/components/schemas/{component(declared, components)}"}
     if origin in (Union, types.UnionType):
-        return nullable(json_schema(*[arg for arg in args if arg is not type(None)], components))
+        [declared_arm] = [arg for arg in args if arg is not type(None)]  # only "X | None" is declared
+        return nullable(json_schema(declared_arm, components))
     if origin is Literal:
         return {"type": "string", "enum": list(args)}
     if origin is list:

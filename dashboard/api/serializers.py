@@ -8,7 +8,7 @@ and the live sockets send what the API sends.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, cast
 
 from alerts import selectors as alert_selectors
 from alerts.expectations import Expectation
@@ -168,7 +168,7 @@ def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
         "kind": row["kind"],
         "name": row["name"],
         "service": row["service"],
-        "start": iso_from_ns(start),
+        "start": cast(str, iso_from_ns(start)),  # start_ns is never null
         "end": iso_from_ns(end),
         "start_ns": start,
         "end_ns": end,

@@ -19,7 +19,6 @@ from django.views.decorators.http import require_GET
 
 from dashboard.api.params import FLOW_FILTER_NAMES as FILTER_NAMES
 from dashboard.api.params import InvalidQuery, parse_flow_query
-from dashboard.api.serializers import FlowDetail
 from dashboard.selectors import flow_detail, flow_list
 from tracing.models import Flow, Observation
 from tracing.records import span_identity
@@ -146,7 +145,7 @@ def flows(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/flows.html", context)
 
 
-def with_linked_flows(detail: FlowDetail) -> FlowDetail:
+def with_linked_flows(detail: dict[str, Any]) -> dict[str, Any]:
     """Mark span links that point into another flow with that flow's id and key, so the
     inspector can make them clickable (OTel messaging consumers link to producers across traces)."""
     # Correlation joins linked spans into one flow, so nearly every link points inside this one.
@@ -177,7 +176,7 @@ def flow(request: HttpRequest, flow_id: int) -> HttpResponse:
     if found.id != flow_id:
         # Absorbed by another flow when a late observation joined them: old links keep working.
         return redirect("dashboard:flow", flow_id=found.id)
-    detail = with_linked_flows(flow_detail(found))
+    detail = with_linked_flows(dict(flow_detail(found)))
     config = {"trace_url": settings.TRACE_URL, "flows_url": reverse("dashboard:flows")}
     return render(
         request, "dashboard/flow.html", {"flow": found, "detail": detail, "config": config, "api_url": f"/api/flows/{found.id}"}
