@@ -127,6 +127,8 @@ class Alert(models.Model):
         ACKNOWLEDGED = "acknowledged"
         RESOLVED = "resolved"
 
+    UNRESOLVED = (State.OPEN, State.ACKNOWLEDGED)
+
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
     flow_key = models.CharField(max_length=255)
     flow_type = models.CharField(max_length=255)
@@ -143,8 +145,6 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
-
-    UNRESOLVED = (State.OPEN, State.ACKNOWLEDGED)
 
     class Meta:
         constraints = [

@@ -1,100 +1,61 @@
-"""Reads of the alerts app, for the pages, the JSON API and the live socket."""
+"""Reads of the alerts app, for the pages, the JSON API and the live socket: plain, validated
+arguments in, model rows and dataclasses out (``dashboard.api`` parses requests and shapes JSON)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, Min, Q, QuerySet
-from django.utils.dateparse import parse_datetime
 
-from alerts.flowmodel import model_from_dict, model_to_dict
-from alerts.models import Alert, Delivery, LearnedModel, NotificationChannel
-from alerts.services import declared_rules, learned_rules
+from alerts import declared
+from alerts.expectations import Expectation, Rules, learned_expectations
+from alerts.flowmodel import FlowModel, model_from_dict, model_to_dict
+from alerts.models import Alert, DeclaredFlow, Delivery, LearnedModel, NotificationChannel
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-
-
-class InvalidAlertQuery(ValueError):
-    """A filter or cursor a person sent that we cannot use; the message says how to fix it."""
+# A place in the newest-first order of alerts: (opened_at, id) of the last alert already seen.
+Position = tuple[datetime, int]
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
-    return {
-        "id": alert.id,
-        "state": alert.state,
-        "flow_id": alert.flow_id,
-        "flow_key": alert.flow_key,
-        "flow_type": alert.flow_type,
-        "step": alert.step,
-        "service": alert.service,
-        "after": alert.after,
-        "due_at": alert.due_at.isoformat(),
-        "missing": alert.missing,
-        "opened_at": alert.opened_at.isoformat(),
-        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-    }
-
-
-def parse_state(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    if raw not in Alert.State.values:
-        raise InvalidAlertQuery(f"'state' must be one of {', '.join(Alert.State.values)}, not {raw!r}.")
-    return raw
-
-
-def parse_limit(raw: str | None) -> int:
-    if not raw:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidAlertQuery(f"'limit' must be a whole number from 1 to {MAX_LIMIT}, not {raw!r}.") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidAlertQuery(f"'limit' must be from 1 to {MAX_LIMIT}, not {limit}.")
-    return limit
-
-
-def encode_cursor(alert: Alert) -> str:
-    raw = json.dumps([alert.opened_at.isoformat(), alert.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        opened, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        opened_at = parse_datetime(opened)
-        if opened_at is None or not isinstance(alert_id, int):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidAlertQuery("'cursor' is not one this server handed out; start again without it.") from None
-    return opened_at, alert_id
-
-
-def alert_list(state: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> tuple[list[Alert], str | None]:
-    """One page of alerts, newest first, and the next page's cursor (None on the last)."""
+def alert_page(state: str | None = None, after: Position | None = None, limit: int = 50) -> list[Alert]:
+    """Up to ``limit`` alerts after ``after``, newest first, optionally of one state."""
     alerts: QuerySet[Alert] = Alert.objects.all()
     if state:
         alerts = alerts.filter(state=state)
-    if cursor:
-        opened_at, alert_id = decode_cursor(cursor)
+    if after is not None:
+        opened_at, alert_id = after
         alerts = alerts.filter(Q(opened_at__lt=opened_at) | Q(opened_at=opened_at, id__lt=alert_id))
-    page = list(alerts.order_by("-opened_at", "-id")[: limit + 1])
-    if len(page) > limit:
-        return page[:limit], encode_cursor(page[limit - 1])
-    return page, None
+    return list(alerts.order_by("-opened_at", "-id")[:limit])
 
 
-def alert_groups() -> list[dict[str, Any]]:
-    """Unresolved alerts as incidents: one row per flow type and missing step, with counts, so a
-    storm of 500 orders stuck at one step reads as one line."""
+def alert_position(alert: Alert) -> Position:
+    return alert.opened_at, alert.id
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """Unresolved alerts of one flow type missing one step: an incident."""
+
+    flow_type: str
+    step: str
+    service: str
+    after: str
+    count: int
+    open: int
+    newest_id: int
+    first_opened: datetime
+    last_opened: datetime
+
+    @property
+    def acknowledged(self) -> int:
+        return self.count - self.open
+
+
+def alert_groups() -> list[AlertGroup]:
+    """Unresolved alerts as incidents, largest first, so a storm of 500 orders stuck at one step
+    reads as one line."""
     rows = (
         Alert.objects.filter(state__in=Alert.UNRESOLVED)
         .values("flow_type", "step", "service", "after")
@@ -107,15 +68,7 @@ def alert_groups() -> list[dict[str, Any]]:
         )
         .order_by("-count", "flow_type", "step")
     )
-    return [
-        {
-            **{k: row[k] for k in ("flow_type", "step", "service", "after", "count", "open", "newest_id")},
-            "acknowledged": row["count"] - row["open"],
-            "first_opened": row["first_opened"].isoformat(),
-            "last_opened": row["last_opened"].isoformat(),
-        }
-        for row in rows
-    ]
+    return [AlertGroup(**row) for row in rows]
 
 
 def alert_counts() -> dict[str, int]:
@@ -137,10 +90,33 @@ def channel_rows() -> list[ChannelRow]:
     return rows
 
 
-def learned_models() -> list[dict[str, Any]]:
-    """Each learned model, its transitions marked with whether they are expected and their
-    deadline, beside the expectations declared for the same flow type (which win)."""
-    declared = declared_rules()
+def declared_rules() -> dict[str, Rules]:
+    """File first, then the admin's rows, which win for a flow type declared in both."""
+    rules = declared.rules_from_flows_file()
+    return rules | declared.rules_from_admin(list(DeclaredFlow.objects.prefetch_related("expectations")))
+
+
+def learned_rules(model: FlowModel) -> list[Expectation]:
+    return learned_expectations(
+        model, expect_share=settings.EXPECT_SHARE, factor=settings.STUCK_FACTOR, floor_seconds=settings.STUCK_FLOOR_SECONDS
+    )
+
+
+@dataclass(frozen=True)
+class LearnedModelReading:
+    """A learned model as the pages show it: its graph (``model_to_dict``) with each transition
+    marked ``expected`` and its ``deadline_seconds``, beside the declared expectations of the same
+    flow type (which win)."""
+
+    flow_type: str
+    flow_count: int
+    learned_at: datetime
+    graph: dict[str, Any]
+    declared: tuple[Expectation, ...]
+
+
+def learned_models() -> list[LearnedModelReading]:
+    declared_by_type = declared_rules()
     result = []
     for stored in LearnedModel.objects.order_by("flow_type"):
         model = model_from_dict(stored.graph)
@@ -149,17 +125,7 @@ def learned_models() -> list[dict[str, Any]]:
         for t in graph["transitions"]:
             within = expected.get((t["source"]["service"], t["source"]["name"], t["target"]["service"], t["target"]["name"]))
             t["expected"], t["deadline_seconds"] = within is not None, within
-        rules = declared.get(stored.flow_type)
-        result.append(
-            {
-                "flow_type": stored.flow_type,
-                "flow_count": stored.flow_count,
-                "learned_at": stored.learned_at.isoformat(),
-                "graph": graph,
-                "declared": [
-                    {"after": e.after.name, "step": e.step.name, "service": e.step.service, "within_seconds": e.within_seconds}
-                    for e in (rules.expectations if rules else ())
-                ],
-            }
-        )
+        rules = declared_by_type.get(stored.flow_type)
+        declared_here = rules.expectations if rules else ()
+        result.append(LearnedModelReading(stored.flow_type, stored.flow_count, stored.learned_at, graph, declared_here))
     return result

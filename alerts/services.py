@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from alerts import declared, signals
+from alerts import signals
 from alerts.bulk_writes import claim_stuck, insert_alerts, upsert_watches
 from alerts.delivery import queue_deliveries
 from alerts.expectations import (
@@ -28,7 +28,6 @@ from alerts.expectations import (
     Expectation,
     Rules,
     Watch,
-    learned_expectations,
     merge_rules,
     missing_steps,
     next_watch,
@@ -36,7 +35,8 @@ from alerts.expectations import (
     with_known_services,
 )
 from alerts.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict
-from alerts.models import Alert, DeclaredFlow, Delivery, FlowFlip, FlowWatch, LearnedModel
+from alerts.models import Alert, Delivery, FlowFlip, FlowWatch, LearnedModel
+from alerts.selectors import declared_rules, learned_rules
 from alerts.status import ShownStatus, shown_status
 from tracing.models import Edge, Flow, Observation
 
@@ -93,18 +93,6 @@ def first_occurrences(flow_ids: Iterable[int]) -> dict[int, list[Occurrence]]:
         provisional = kind == Observation.Kind.EVENT and service == event_source
         traces[flow_id].append(Occurrence(first_id, Step(service, name), first_ns / 1e9, (), provisional))
     return traces
-
-
-def declared_rules() -> dict[str, Rules]:
-    """File first, then the admin's rows, which win for a flow type declared in both."""
-    rules = declared.rules_from_flows_file()
-    return rules | declared.rules_from_admin(list(DeclaredFlow.objects.prefetch_related("expectations")))
-
-
-def learned_rules(model: FlowModel) -> list[Expectation]:
-    return learned_expectations(
-        model, expect_share=settings.EXPECT_SHARE, factor=settings.STUCK_FACTOR, floor_seconds=settings.STUCK_FLOOR_SECONDS
-    )
 
 
 def rules_by_type(flow_types: Iterable[str]) -> dict[str, Rules]:

@@ -5,8 +5,8 @@ failed, from the observations alone), unless this app's watch over the flow says
 - a flow that reached an end step while an expected reaction is still outstanding (in a fan-out
   nobody reacts last) is ``running`` until it arrives.
 
-``shown_status`` is the rule; ``flow_states`` and ``filter_by_status`` apply it to rows and to
-querysets, so the pages, the API and the live views all say the same thing.
+``shown_status`` is the rule; ``flow_states``, ``filter_by_status`` and ``status_counts`` apply it
+to flows and to querysets, so the pages, the API and the live views all say the same thing.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ def state_of(flow_status: str, watch: FlowWatch | None) -> FlowState:
     return FlowState(status, watch.deadline, list(watch.missing) if watch.stuck else [])
 
 
-def flow_states(flows: Iterable[tuple[int, str]]) -> dict[int, FlowState]:
-    """``(flow id, Flow.status)`` pairs → each flow's state, in one query."""
-    pairs = dict(flows)
-    watches = {w.flow_id: w for w in FlowWatch.objects.filter(flow_id__in=list(pairs))}
-    return {flow_id: state_of(status, watches.get(flow_id)) for flow_id, status in pairs.items()}
+def flow_states(flows: Iterable[Flow]) -> dict[int, FlowState]:
+    """Each flow's state, by id: one query per list of flows, not one per flow."""
+    status_of = {flow.id: flow.status for flow in flows}
+    watches = {w.flow_id: w for w in FlowWatch.objects.filter(flow_id__in=list(status_of))}
+    return {flow_id: state_of(status, watches.get(flow_id)) for flow_id, status in status_of.items()}
 
 
 def filter_by_status(flows: QuerySet[Flow], status: str) -> QuerySet[Flow]:

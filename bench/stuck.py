@@ -104,8 +104,7 @@ def find_plan() -> str:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN ANALYZE SELECT flow_id FROM alerts_flowwatch WHERE NOT stuck AND deadline < %s"
-            " ORDER BY deadline LIMIT 2000",
+            "EXPLAIN ANALYZE SELECT flow_id FROM alerts_flowwatch WHERE NOT stuck AND deadline < %s ORDER BY deadline LIMIT 2000",
             [timezone.now()],
         )
         return "\n".join(row[0] for row in cursor.fetchall())

@@ -13,9 +13,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from alerts.models import Alert
-from alerts.selectors import alert_counts, alert_groups, alert_json, alert_list
+from alerts.selectors import alert_counts, alert_groups
 from dashboard import broadcast
+from dashboard.api.serializers import serialize_alert, serialize_alert_group
 from dashboard.consumers import LiveConsumer
+from dashboard.selectors import alert_list
 
 SNAPSHOT_ALERTS = 100
 # A storm (500 flows stuck at once) goes out as the newest alerts plus the fresh groups and
@@ -24,8 +26,9 @@ DELTA_ALERTS = 100
 
 
 def alerts_view(alert_ids: list[int] | None = None) -> dict[str, Any]:
-    alerts = list(Alert.objects.filter(id__in=alert_ids)) if alert_ids is not None else alert_list(limit=SNAPSHOT_ALERTS)[0]
-    return {"alerts": [alert_json(a) for a in alerts], "groups": alert_groups(), "counts": alert_counts()}
+    alerts = list(Alert.objects.filter(id__in=alert_ids)) if alert_ids is not None else alert_list(limit=SNAPSHOT_ALERTS).rows
+    groups = [serialize_alert_group(group) for group in alert_groups()]
+    return {"alerts": [serialize_alert(a) for a in alerts], "groups": groups, "counts": alert_counts()}
 
 
 def publish_alert_changes(

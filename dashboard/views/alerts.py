@@ -14,7 +14,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alerts.delivery import send_test_notification
 from alerts.models import Alert, NotificationChannel
-from alerts.selectors import alert_counts, alert_groups, alert_json, alert_list, channel_rows, learned_models
+from alerts.selectors import alert_counts, alert_groups, channel_rows, learned_models
+from dashboard.api.serializers import serialize_alert, serialize_alert_group, serialize_learned_model
+from dashboard.selectors import alert_list
 
 RECENT = 100
 
@@ -25,8 +27,8 @@ def alerts(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state") or ""
     if state not in Alert.State.values:
         state = ""
-    page, _ = alert_list(state or None, limit=RECENT)
-    groups = alert_groups()
+    page = alert_list(state or None, limit=RECENT).rows
+    groups = [serialize_alert_group(group) for group in alert_groups()]
     context = {
         "state": state,
         "states": Alert.State.values,
@@ -34,7 +36,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         "groups": [{**g, "since": parse_datetime(g["first_opened"])} for g in groups],
         "alerts": page,
         "channels": channel_rows(),
-        "initial": {"state": state, "alerts": [alert_json(a) for a in page], "groups": groups},
+        "initial": {"state": state, "alerts": [serialize_alert(a) for a in page], "groups": groups},
     }
     return render(request, "dashboard/alerts.html", context)
 
@@ -55,7 +57,7 @@ def test_channel(request: HttpRequest, channel_id: int) -> HttpResponse:
 @require_GET
 @login_required
 def flow_models(request: HttpRequest) -> HttpResponse:
-    models = learned_models()
+    models = [serialize_learned_model(reading) for reading in learned_models()]
     settings_shown = {
         "min_flows": settings.MODEL_MIN_FLOWS,
         "expect_share": settings.EXPECT_SHARE,

@@ -1,6 +1,6 @@
 """The flows pages: ``/flows/`` (search and filter, newest first) and ``/flows/<id>/`` (one
-flow's causal graph, timeline and inspector). Reads come from ``tracing.queries``; these views
-only parse the request and shape what the templates show."""
+flow's causal graph, timeline and inspector). The filters, paging and flow data are the JSON
+API's (``dashboard.api``, ``dashboard.selectors``); these views only shape what the templates show."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from alerts.status import FlowState, ShownStatus, flips_of, flow_states
+from dashboard.api.params import FLOW_FILTER_NAMES as FILTER_NAMES
+from dashboard.api.params import InvalidQuery, parse_flow_query
+from dashboard.selectors import flow_detail, flow_list
 from tracing.models import Flow, Observation
-from tracing.queries import FILTER_NAMES, InvalidQuery, flow_detail, flow_list, parse_flow_filters, resolve_flow
 from tracing.records import span_identity
+from tracing.selectors import resolve_flow
 
 PAGE_SIZE = 50
 MAX_STEPS_SHOWN = 12
@@ -99,7 +102,7 @@ def flow_row(flow: Flow, state: FlowState, now: datetime, flow_url: str) -> Flow
 
 
 def filter_params(query: QueryDict, now: datetime) -> dict[str, str]:
-    """The request's filters as ``tracing.queries`` reads them; a ``range`` preset fills ``since``."""
+    """The request's filters as ``parse_flow_query`` reads them; a ``range`` preset fills ``since``."""
     params = {name: query.get(name, "").strip() for name in FILTER_NAMES}
     preset = query.get("range", "")
     if preset:
@@ -133,17 +136,16 @@ def flows(request: HttpRequest) -> HttpResponse:
         "next_url": None,
     }
     try:
-        filters = parse_flow_filters(filter_params(query, now))
-        page, next_cursor = flow_list(filters, query.get("cursor") or None, PAGE_SIZE)
+        page = flow_list(parse_flow_query(filter_params(query, now)), query.get("cursor") or None, PAGE_SIZE)
     except InvalidQuery as error:
         context["error"] = str(error)
         return render(request, "dashboard/flows.html", context, status=400)
     flow_url = reverse("dashboard:flow", args=[0])  # reversed once; each row fills in its id
-    states = flow_states((flow.id, flow.status) for flow in page)
-    context["rows"] = [flow_row(flow, states[flow.id], now, flow_url) for flow in page]
-    context["next_url"] = page_url(query, cursor=next_cursor) if next_cursor else None
+    states = flow_states(page.rows)
+    context["rows"] = [flow_row(flow, states[flow.id], now, flow_url) for flow in page.rows]
+    context["next_url"] = page_url(query, cursor=page.next_cursor) if page.next_cursor else None
     context["first_url"] = page_url(query)
-    context["anything"] = bool(page) or Flow.objects.exists()
+    context["anything"] = bool(page.rows) or Flow.objects.exists()
     return render(request, "dashboard/flows.html", context)
 
 
@@ -178,7 +180,7 @@ def flow(request: HttpRequest, flow_id: int) -> HttpResponse:
     if found.id != flow_id:
         # Absorbed by another flow when a late observation joined them: old links keep working.
         return redirect("dashboard:flow", flow_id=found.id)
-    detail = with_linked_flows(flow_detail(found))
+    detail = with_linked_flows(dict(flow_detail(found)))
     config = {"trace_url": settings.TRACE_URL, "flows_url": reverse("dashboard:flows")}
     context = {
         "flow": found,

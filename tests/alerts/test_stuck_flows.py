@@ -46,7 +46,7 @@ class Seen:
 
 def seen(order) -> Seen:  # type: ignore[no-untyped-def]
     flow = order.flow()
-    state: FlowState = flow_states([(flow.id, flow.status)])[flow.id]
+    state: FlowState = flow_states([flow])[flow.id]
     return Seen(flow.id, flow.type, state.status, state.stuck_after, state.missing)
 
 

@@ -11,10 +11,10 @@ import pytest
 from django.http import QueryDict
 from django.utils import timezone
 
+from dashboard.api.params import InvalidQuery
 from dashboard.views.flows import filter_params, human_duration, waiting_text, with_linked_flows
 from tests.pages.scenarios import seed
 from tracing.models import Flow, Observation
-from tracing.queries import InvalidQuery
 from tracing.records import span_identity
 
 
