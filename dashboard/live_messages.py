@@ -136,6 +136,26 @@ class FlowNode(TypedDict):
     datacontenttype: NotRequired[str | None]
 
 
+class FlowStep(TypedDict):
+    """One event of the flow's compact summary."""
+
+    id: int
+    name: str
+    service: str
+    at: str
+
+
+class MissingStep(TypedDict):
+    """An expected step a stuck flow has not seen."""
+
+    step: str
+    service: str
+    after: str
+    after_service: str
+    due_at: float  # unix seconds
+    origin: str  # declared or learned
+
+
 class FlowDetail(TypedDict):
     """The ``GET /api/flows/<id>`` shape, with span links into other flows resolved."""
 
@@ -146,12 +166,12 @@ class FlowDetail(TypedDict):
     started_at: str
     last_seen_at: str
     services: list[str]
-    steps: list[str]
+    steps: list[FlowStep]
     observation_count: int
     error_count: int
     root_trace_id: str
     stuck_after: str | None
-    missing: list[Any]
+    missing: list[MissingStep]
     nodes: list[FlowNode]
     edges: list[FlowEdge]
 
@@ -254,7 +274,7 @@ class AlertRow(TypedDict):
     service: str
     after: str
     due_at: str
-    missing: list[Any]
+    missing: list[MissingStep]
     opened_at: str
     acknowledged_at: str | None
     resolved_at: str | None
