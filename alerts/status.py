@@ -59,16 +59,26 @@ def flow_states(flows: Iterable[Flow]) -> dict[int, FlowState]:
     return {flow_id: state_of(status, watches.get(flow_id)) for flow_id, status in status_of.items()}
 
 
-def filter_by_status(flows: QuerySet[Flow], status: str) -> QuerySet[Flow]:
-    """Flows whose shown status is ``status``."""
+def status_condition(status: str, prefix: str = "") -> Q:
+    """Flows whose shown status is ``status``, as seen from ``prefix`` (e.g. ``flow__`` for
+    observations)."""
+
+    def on(field: str, value: object) -> Q:
+        return Q(**{f"{prefix}{field}": value})
+
+    stuck = on("watch__stuck", True)
     if status == ShownStatus.STUCK:
-        return flows.filter(watch__stuck=True).exclude(status=Flow.Status.FAILED)
+        return stuck & ~on("status", Flow.Status.FAILED)
     if status == ShownStatus.RUNNING:
-        waiting = Q(status=Flow.Status.COMPLETED, watch__isnull=False)
-        return flows.filter(Q(status=Flow.Status.RUNNING) | waiting).exclude(watch__stuck=True)
+        waiting = on("status", Flow.Status.COMPLETED) & on("watch__isnull", False)
+        return (on("status", Flow.Status.RUNNING) | waiting) & ~stuck
     if status == ShownStatus.COMPLETED:
-        return flows.filter(status=Flow.Status.COMPLETED, watch__isnull=True)
-    return flows.filter(status=status)
+        return on("status", Flow.Status.COMPLETED) & on("watch__isnull", True)
+    return on("status", status)
+
+
+def filter_by_status(flows: QuerySet[Flow], status: str) -> QuerySet[Flow]:
+    return flows.filter(status_condition(status))
 
 
 def status_counts(flows: QuerySet[Flow]) -> dict[str, int]:

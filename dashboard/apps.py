@@ -12,7 +12,10 @@ class DashboardConfig(AppConfig):
         flows_changed.connect(on_flows_changed, dispatch_uid="dashboard.live_feed")
         observations_stored.connect(on_observations_stored, dispatch_uid="dashboard.live_feed.stored")
 
-        from alerts.signals import alerts_changed
-        from dashboard.alerts_live import publish_alert_changes
+        from django.contrib.auth.signals import user_logged_out
 
-        alerts_changed.connect(publish_alert_changes, dispatch_uid="dashboard.alerts_live")
+        from alerts.signals import alerts_changed
+        from dashboard.live_feed import on_alerts_changed, on_logged_out
+
+        alerts_changed.connect(on_alerts_changed, dispatch_uid="dashboard.live_feed.alerts")
+        user_logged_out.connect(on_logged_out, dispatch_uid="dashboard.live_feed.logged_out")

@@ -5,15 +5,16 @@ messages of one group (a cache counter: Redis in production, local memory embedd
 consumer that sees a hole knows a message was lost (channel layers drop by design) and sends
 its client a fresh snapshot instead. Group names are built here, from server-side values only.
 
-Any app can publish: ``publish_on_commit(alerts_group(), lambda: {...})``. A publishing failure
+Each group's ``data`` is declared in ``dashboard.live_messages``. A publishing failure
 is logged and swallowed: a dashboard that misses an update must never fail the transaction
 that made it, nor the task that correlated it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,6 +25,7 @@ from django.db import transaction
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "live.delta"  # handled by LiveConsumer.live_delta
+SESSION_ENDED = "session.ended"  # handled by LiveConsumer.session_ended
 SEQUENCE_KEY = "live:seq:{group}"
 WATCH_KEY = "live:watch:{group}"
 # A flow group is published to only while a page watches it; a page renews its mark this often.
@@ -40,8 +42,9 @@ def flow_group(flow_id: int) -> str:
     return f"live.flow.{int(flow_id)}"
 
 
-def alerts_group() -> str:
-    return ALERTS_GROUP
+def session_group(session_key: str) -> str:
+    """The sockets of one login session; named by a digest, as group names show in Redis."""
+    return f"live.session.{hashlib.sha256(session_key.encode()).hexdigest()[:32]}"
 
 
 def _sequence_timeout(group: str) -> int | None:
@@ -74,7 +77,7 @@ def watched(groups: list[str]) -> set[str]:
     return {group for group in groups if WATCH_KEY.format(group=group) in found}
 
 
-def group_message(group: str, data: dict[str, Any]) -> dict[str, Any]:
+def group_message(group: str, data: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": MESSAGE_TYPE, "seq": next_sequence(group), "data": data}
 
 
@@ -86,7 +89,7 @@ async def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
         await layer.group_send(group, message)
 
 
-def publish_many(payloads: list[tuple[str, dict[str, Any]]]) -> None:
+def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Send each ``(group, data)`` now, numbered, in one trip to the channel layer."""
     try:
         messages = [(group, group_message(group, data)) for group, data in payloads]
@@ -96,11 +99,11 @@ def publish_many(payloads: list[tuple[str, dict[str, Any]]]) -> None:
         log.exception("publishing %d live message(s) failed; open pages will resync on their next message", len(payloads))
 
 
-def publish(group: str, data: dict[str, Any]) -> None:
+def publish(group: str, data: Mapping[str, Any]) -> None:
     publish_many([(group, data)])
 
 
-def publish_on_commit(group: str, build: Callable[[], dict[str, Any] | None]) -> None:
+def publish_on_commit(group: str, build: Callable[[], Mapping[str, Any] | None]) -> None:
     """After the current transaction commits, build the message (reads see the committed data)
     and send it to ``group``; nothing is sent if the transaction rolls back."""
 
@@ -114,3 +117,11 @@ def publish_on_commit(group: str, build: Callable[[], dict[str, Any] | None]) ->
             publish(group, data)
 
     transaction.on_commit(send)
+
+
+def end_session(session_key: str) -> None:
+    """Close the open sockets of a session that ended (logged out)."""
+    try:
+        async_to_sync(_send_all)([(session_group(session_key), {"type": SESSION_ENDED})])
+    except Exception:
+        log.exception("telling the sockets of a session that ended failed; they stay open until they reconnect")

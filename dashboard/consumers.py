@@ -1,6 +1,6 @@
-"""WebSocket consumers: a snapshot on connect, then numbered, coalesced deltas.
+"""The live sockets: a snapshot on connect, then numbered, coalesced deltas.
 
-The protocol, the same on every socket:
+The protocol, the same on every socket (each message is declared in ``dashboard.live_messages``):
 - server → client ``{"type": "snapshot", "seq": n, ...}``: the whole view as of group message n;
 - server → client ``{"type": "delta", "first": a, "seq": b, ...}``: everything of group messages
   a..b that this view shows, merged into one; a client whose last ``seq`` is not ``a - 1`` asks
@@ -13,8 +13,11 @@ Deltas go out at most once per ``LIVE_UPDATE_SECONDS`` per socket, so a burst re
 a few messages a second. A hole in the group's numbering (the channel layer dropped a message)
 that does not fill within one interval is answered with a fresh snapshot.
 
-Close codes: 4401 not logged in, 4403 not allowed, 4404 no such flow. Subclasses name their
-group from server-side values only.
+Close codes (final: a page stops reconnecting): 4401 not logged in, or logged out meanwhile;
+4403 not allowed; 4404 no such flow. Subclasses name their group from server-side values only.
+
+Channel-layer handlers are named after the message types they take (Channels' convention):
+``live.delta`` → ``live_delta``, ``session.ended`` → ``session_ended``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -32,22 +34,45 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from dashboard import broadcast, live_feed
+from dashboard.live_messages import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_LOGGED_IN,
+    AlertsDelta,
+    AlertsPublication,
+    AlertsSnapshot,
+    ErrorMessage,
+    FlowDelta,
+    FlowMergedDelta,
+    FlowMergedPublication,
+    FlowPublication,
+    FlowSnapshot,
+    StreamDelta,
+    StreamPublication,
+    StreamSnapshot,
+    TopologyDelta,
+    TopologyPublication,
+    TopologySnapshot,
+)
 from tracing.topology import parse_window
 
 log = logging.getLogger(__name__)
 
-CLOSE_NOT_LOGGED_IN = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
 MIN_REQUEST_SECONDS = 0.2  # between two snapshot or subscribe requests of one socket
 MAX_PENDING_MESSAGES = 500  # group messages held for one socket before it resyncs instead
 
 
+def error(message: str) -> ErrorMessage:
+    return {"type": "error", "message": message}
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Base of every live socket. Subclasses set ``group`` in ``resolve``, build the view in
-    ``snapshot`` and merge group messages' data in ``coalesce``."""
+    """Base of every live socket. Subclasses set ``group`` in ``resolve``, build their snapshot
+    message in ``snapshot`` and merge their group's publications into a delta in ``coalesce``;
+    the annotations of those two methods name the messages the socket sends and hears."""
 
     group: str = ""
+    session_group: str = ""
 
     # --- what subclasses provide ---------------------------------------------------------------
 
@@ -55,11 +80,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Set ``self.group`` from the URL; return a close code to refuse the socket."""
         return None
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, seq: int) -> Any:
+        """The whole view, as the snapshot message numbered ``seq``."""
         raise NotImplementedError
 
-    def coalesce(self, datas: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """One delta from the data of consecutive group messages; None when this view shows none of it."""
+    def coalesce(self, first: int, seq: int, datas: list[Any]) -> Any:
+        """One delta message from the publications ``first``..``seq``; None when this view shows none of it."""
         raise NotImplementedError
 
     def configure(self, request: dict[str, Any]) -> None:
@@ -87,7 +113,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=refused)
             return
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_groups()
         await self.accept()
         await self.keep_watching()
         self.watcher = asyncio.ensure_future(self._watch_loop())
@@ -101,6 +127,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return CLOSE_FORBIDDEN
         return await self.resolve()
 
+    async def join_groups(self) -> None:
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        session = self.scope.get("session")
+        session_key = session.session_key if session is not None else None
+        if session_key:
+            # Logging out ends this session's sockets too (``session_ended``).
+            self.session_group = broadcast.session_group(session_key)
+            await self.channel_layer.group_add(self.session_group, self.channel_name)
+
     async def disconnect(self, code: int) -> None:
         # connect() may have refused the socket before setting these up.
         timer, watcher = getattr(self, "flush_timer", None), getattr(self, "watcher", None)
@@ -108,8 +143,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             timer.cancel()
         if watcher is not None:
             watcher.cancel()
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, self.session_group):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        """A group message (``broadcast.SESSION_ENDED``): the user logged out."""
+        await self.close(code=CLOSE_NOT_LOGGED_IN)
 
     async def _watch_loop(self) -> None:
         while True:
@@ -125,28 +165,27 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         try:
             request = json.loads(text_data or "")
         except ValueError:
-            await self.send_json({"type": "error", "message": 'send JSON text such as {"type": "snapshot"}.'})
+            await self.send_json(error('send JSON text such as {"type": "snapshot"}.'))
             return
         if not isinstance(request, dict):
-            await self.send_json({"type": "error", "message": "send a JSON object with a 'type'."})
+            await self.send_json(error("send a JSON object with a 'type'."))
             return
         kind = request.get("type")
-        if kind in ("snapshot", "subscribe") and time.monotonic() - self.last_request < MIN_REQUEST_SECONDS:
+        if kind not in ("snapshot", "subscribe"):
+            await self.send_json(error("'type' must be 'snapshot' or 'subscribe'."))
+            return
+        if time.monotonic() - self.last_request < MIN_REQUEST_SECONDS:
             # Each request costs a database read: one tab may not hammer the database.
-            await self.send_json({"type": "error", "message": f"too many requests; wait {MIN_REQUEST_SECONDS:g} s between them."})
+            await self.send_json(error(f"too many requests; wait {MIN_REQUEST_SECONDS:g} s between them."))
             return
         self.last_request = time.monotonic()
-        if kind == "snapshot":
-            await self.send_snapshot()
-        elif kind == "subscribe":
+        if kind == "subscribe":
             try:
                 self.configure(request)
-            except ValueError as error:
-                await self.send_json({"type": "error", "message": str(error)})
+            except ValueError as problem:
+                await self.send_json(error(str(problem)))
                 return
-            await self.send_snapshot()
-        else:
-            await self.send_json({"type": "error", "message": "'type' must be 'snapshot' or 'subscribe'."})
+        await self.send_snapshot()
 
     # --- snapshots and deltas ------------------------------------------------------------------
 
@@ -154,12 +193,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         async with self.lock:
             # Read the counter before the data: every message up to it is already in the data,
             # later ones may be too, and applying them again changes nothing.
-            seq = await sync_to_async(broadcast.current_sequence)(self.group)
-            view = await self.snapshot()
-            self.last_seq = self.sent_seq = max(seq, self.last_seq)
+            seq = max(await sync_to_async(broadcast.current_sequence)(self.group), self.last_seq)
+            message = await self.snapshot(seq)
+            self.last_seq = self.sent_seq = seq
             self.pending = {n: m for n, m in self.pending.items() if n > self.last_seq}
             self.hole_since = None
-            await self.send_json({"type": "snapshot", "seq": self.sent_seq, **view})
+            await self.send_json(message)
 
     async def live_delta(self, message: dict[str, Any]) -> None:
         """A group message (``broadcast.MESSAGE_TYPE``)."""
@@ -202,9 +241,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 resync = time.monotonic() - self.hole_since >= settings.LIVE_UPDATE_SECONDS
             else:
                 self.hole_since = None
-            delta = self.coalesce(datas) if datas else None
+            delta = self.coalesce(self.sent_seq + 1, self.last_seq, datas) if datas else None
             if delta is not None:
-                await self.send_json({"type": "delta", "first": self.sent_seq + 1, "seq": self.last_seq, **delta})
+                await self.send_json(delta)
                 self.sent_seq = self.last_seq
         if resync:
             await self.send_snapshot()
@@ -226,12 +265,12 @@ class StreamConsumer(LiveConsumer):
             raise ValueError("'filters' must be an object with any of service, type, key, status.")
         self.filters = live_feed.parse_stream_filters(filters)
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, seq: int) -> StreamSnapshot:
         items = await database_sync_to_async(live_feed.stream_snapshot)(self.filters)
-        return {"items": items, "filters": asdict(self.filters)}
+        return {"type": "snapshot", "seq": seq, "items": items, "filters": live_feed.filter_values(self.filters)}
 
-    def coalesce(self, datas: list[dict[str, Any]]) -> dict[str, Any] | None:
-        return live_feed.stream_delta(datas, self.filters)
+    def coalesce(self, first: int, seq: int, datas: list[StreamPublication]) -> StreamDelta:
+        return {"type": "delta", "first": first, "seq": seq, **live_feed.stream_delta(datas, self.filters)}
 
 
 class FlowConsumer(LiveConsumer):
@@ -249,16 +288,19 @@ class FlowConsumer(LiveConsumer):
     async def keep_watching(self) -> None:
         await sync_to_async(broadcast.watch)(self.group)
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, seq: int) -> FlowSnapshot:
         detail = await database_sync_to_async(live_feed.flow_snapshot)(self.flow_id)
-        return {"flow": detail}
+        return {"type": "snapshot", "seq": seq, "flow": detail}
 
-    def coalesce(self, datas: list[dict[str, Any]]) -> dict[str, Any] | None:
-        merged_into = next((data["merged_into"] for data in reversed(datas) if "merged_into" in data), None)
-        if merged_into is not None:
-            return {"merged_into": merged_into}
-        new = sorted({node_id for data in datas for node_id in data.get("new", [])})
-        return {"flow": datas[-1]["flow"], "new": new}
+    def coalesce(self, first: int, seq: int, datas: list[FlowPublication | FlowMergedPublication]) -> FlowDelta | FlowMergedDelta:
+        new: set[int] = set()
+        for data in datas:
+            if "merged_into" in data:
+                # The flow was absorbed: nothing else of it matters to its page any more.
+                return {"type": "delta", "first": first, "seq": seq, "merged_into": data["merged_into"]}
+            new.update(data["new"])
+            flow = data["flow"]
+        return {"type": "delta", "first": first, "seq": seq, "flow": flow, "new": sorted(new)}
 
 
 class TopologyConsumer(LiveConsumer):
@@ -275,17 +317,36 @@ class TopologyConsumer(LiveConsumer):
             raise ValueError("'window' must be one of 5m, 15m, 1h, 24h.")
         self.window = parse_window(window)
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, seq: int) -> TopologySnapshot:
         name, seconds = self.window
         topology = await database_sync_to_async(live_feed.topology_snapshot)(name, seconds)
-        return {"window": name, **topology}
+        return {"type": "snapshot", "seq": seq, "window": name, "nodes": topology["nodes"], "edges": topology["edges"]}
 
-    def coalesce(self, datas: list[dict[str, Any]]) -> dict[str, Any] | None:
-        counts: dict[tuple[str, str], int] = {}
-        for data in datas:
-            for pulse in data.get("pulses", []):
-                key = (pulse["source"], pulse["target"])
-                counts[key] = counts.get(key, 0) + pulse["count"]
-        if not counts:
-            return None
-        return {"pulses": [{"source": s, "target": t, "count": n} for (s, t), n in sorted(counts.items())]}
+    def coalesce(self, first: int, seq: int, datas: list[TopologyPublication]) -> TopologyDelta | None:
+        pulses = live_feed.merge_pulses(datas)
+        return {"type": "delta", "first": first, "seq": seq, "pulses": pulses} if pulses else None
+
+
+class AlertsConsumer(LiveConsumer):
+    """``/ws/alerts/``: new, acknowledged and resolved alerts, and the incident groups."""
+
+    async def resolve(self) -> int | None:
+        self.group = broadcast.ALERTS_GROUP
+        return None
+
+    async def snapshot(self, seq: int) -> AlertsSnapshot:
+        view: AlertsPublication = await database_sync_to_async(live_feed.alerts_view)()
+        return {"type": "snapshot", "seq": seq, **view}
+
+    def coalesce(self, first: int, seq: int, datas: list[AlertsPublication]) -> AlertsDelta:
+        merged = {alert["id"]: alert for data in datas for alert in data["alerts"]}
+        newest = datas[-1]  # groups and counts are whole each time: the newest win
+        alerts = list(merged.values())
+        return {
+            "type": "delta",
+            "first": first,
+            "seq": seq,
+            "alerts": alerts,
+            "groups": newest["groups"],
+            "counts": newest["counts"],
+        }

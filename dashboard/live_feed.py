@@ -12,6 +12,11 @@ The stream hears of an observation twice:
 Correlation also publishes once per batch (``on_flows_changed``): one message per watched flow
 it touched and one for the service map. Flows nobody has open are not published at all, so a
 burst of new orders costs a few group sends, not thousands.
+
+Alerts publish after the commit that opened, acknowledged or resolved them
+(``on_alerts_changed``). Logging out ends the session's open sockets (``on_logged_out``).
+
+Every message is declared in ``dashboard.live_messages``.
 """
 
 from __future__ import annotations
@@ -21,17 +26,43 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
 
+from alerts.models import Alert
+from alerts.selectors import alert_counts, alert_groups
+from alerts.status import ShownStatus, shown_status, status_condition
 from choreoscope.dispatch import CoalescedCall
-from dashboard.broadcast import STREAM_GROUP, TOPOLOGY_GROUP, flow_group, publish_many, watched
-from tracing.correlation import business_key
+from dashboard.api.serializers import serialize_alert, serialize_alert_group
+from dashboard.broadcast import (
+    ALERTS_GROUP,
+    STREAM_GROUP,
+    TOPOLOGY_GROUP,
+    end_session,
+    flow_group,
+    publish,
+    publish_many,
+    watched,
+)
+from dashboard.live_messages import (
+    AlertsPublication,
+    FlowDetail,
+    FlowMergedPublication,
+    FlowPublication,
+    Pulse,
+    StreamChanges,
+    StreamFilterValues,
+    StreamItem,
+    StreamPublication,
+    TopologyPublication,
+)
+from dashboard.selectors import alert_list, flow_page_detail
+from tracing.correlation import business_key, iso_from_ns
 from tracing.flowconfig import flows_config
 from tracing.models import Flow, Observation
-from tracing.queries import flow_detail, iso_from_ns, resolve_flow
 from tracing.records import ObservationRecord
+from tracing.selectors import resolve_flow
 from tracing.topology import batch_pulses, observed_topology
 
 log = logging.getLogger(__name__)
@@ -47,8 +78,20 @@ STREAM_SNAPSHOT_WINDOW = 200_000  # newest observations a filtered snapshot look
 # animate the map (each id costs the database a lookup, in the worker, after every batch).
 PULSE_BATCH_CAP = 200
 OBSERVATION_STATUSES = ("ok", "error", "unset")
-FLOW_STATUSES = tuple(Flow.Status.values)
-STREAM_FIELDS = ("id", "kind", "name", "service", "flow_id", "flow__key", "flow__status", "status", "start_ns", "received_at")
+FLOW_STATUSES = tuple(ShownStatus.values)
+STREAM_FIELDS = (
+    "id",
+    "kind",
+    "name",
+    "service",
+    "flow_id",
+    "flow__key",
+    "flow__status",
+    "flow__watch__stuck",
+    "status",
+    "start_ns",
+    "received_at",
+)
 
 
 # --- The stream -------------------------------------------------------------------------------
@@ -65,6 +108,10 @@ class StreamFilters:
         return not (self.service or self.type or self.key or self.status)
 
 
+def filter_values(filters: StreamFilters) -> StreamFilterValues:
+    return {"service": filters.service, "type": filters.type, "key": filters.key, "status": filters.status}
+
+
 def parse_stream_filters(raw: Mapping[str, Any]) -> StreamFilters:
     values: dict[str, str] = {}
     for name in ("service", "type", "key", "status"):
@@ -79,7 +126,15 @@ def parse_stream_filters(raw: Mapping[str, Any]) -> StreamFilters:
     return StreamFilters(**values)
 
 
-def stream_item(row: Mapping[str, Any]) -> dict[str, Any]:
+def flow_status(row: Mapping[str, Any]) -> str | None:
+    """The status people see of the row's flow (None before it is correlated)."""
+    if row["flow__status"] is None:
+        return None
+    stuck = row["flow__watch__stuck"]
+    return shown_status(row["flow__status"], stuck is not None, bool(stuck))
+
+
+def stream_item(row: Mapping[str, Any]) -> StreamItem:
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -90,11 +145,11 @@ def stream_item(row: Mapping[str, Any]) -> dict[str, Any]:
         "received_at": row["received_at"].isoformat(),
         "flow_id": row["flow_id"],
         "flow_key": row["flow__key"],
-        "flow_status": row["flow__status"],
+        "flow_status": flow_status(row),
     }
 
 
-def stream_item_matches(item: Mapping[str, Any], filters: StreamFilters) -> bool:
+def stream_item_matches(item: StreamItem, filters: StreamFilters) -> bool:
     if filters.service and item["service"] != filters.service:
         return False
     if filters.type and item["name"] != filters.type:
@@ -106,7 +161,7 @@ def stream_item_matches(item: Mapping[str, Any], filters: StreamFilters) -> bool
     return not filters.status or item["flow_status"] == filters.status
 
 
-def stored_item(obs_id: int, record: ObservationRecord, received_at: str, key: str) -> dict[str, Any]:
+def stored_item(obs_id: int, record: ObservationRecord, received_at: str, key: str) -> StreamItem:
     """A stream item for an observation just stored: what its record says, no flow yet."""
     return {
         "id": obs_id,
@@ -122,7 +177,7 @@ def stored_item(obs_id: int, record: ObservationRecord, received_at: str, key: s
     }
 
 
-def stream_delta(datas: list[dict[str, Any]], filters: StreamFilters) -> dict[str, Any]:
+def stream_delta(datas: list[StreamPublication], filters: StreamFilters) -> StreamChanges:
     """One socket's delta from consecutive stream messages: the items that match its filters,
     one per observation (its correlated version, if any, over its stored one), oldest first and
     capped; ``total``, how many observations were stored meanwhile (the page's rate); and
@@ -132,7 +187,7 @@ def stream_delta(datas: list[dict[str, Any]], filters: StreamFilters) -> dict[st
     is added. So the two stages may arrive in either order (in the embedded mode correlation
     often publishes first), and a page filtered by flow key or flow status shows an observation
     when it is correlated."""
-    latest: dict[int, dict[str, Any]] = {}
+    latest: dict[int, StreamItem] = {}
     for data in datas:
         for item in data["items"]:
             if stream_item_matches(item, filters) and (item["flow_id"] is not None or item["id"] not in latest):
@@ -142,14 +197,14 @@ def stream_delta(datas: list[dict[str, Any]], filters: StreamFilters) -> dict[st
     return {"items": [latest[obs_id] for obs_id in sorted(latest)[-STREAM_BATCH_CAP:]], "total": total, "published_at": published}
 
 
-def stream_items(observation_ids: list[int]) -> list[dict[str, Any]]:
+def stream_items(observation_ids: list[int]) -> list[StreamItem]:
     """The newest ``STREAM_BATCH_CAP`` of these observations, oldest first."""
     newest = sorted(observation_ids)[-STREAM_BATCH_CAP:]
     rows = Observation.objects.filter(id__any=newest).order_by("id").values(*STREAM_FIELDS)
     return [stream_item(row) for row in rows]
 
 
-def stream_snapshot(filters: StreamFilters) -> list[dict[str, Any]]:
+def stream_snapshot(filters: StreamFilters) -> list[StreamItem]:
     """The newest observations matching ``filters``, oldest first. A flow key is looked up by
     its flows; the other filters look among the newest ``STREAM_SNAPSHOT_WINDOW`` observations
     (the stream is about now, and an index per filter would cost every write twice)."""
@@ -166,7 +221,7 @@ def stream_snapshot(filters: StreamFilters) -> list[dict[str, Any]]:
     if filters.status in OBSERVATION_STATUSES:
         observations = observations.filter(status=filters.status)
     elif filters.status:
-        observations = observations.filter(flow__status=filters.status)
+        observations = observations.filter(status_condition(filters.status, "flow__"))
     rows = list(observations.order_by("-id").values(*STREAM_FIELDS)[:STREAM_SNAPSHOT_SIZE])
     return [stream_item(row) for row in reversed(rows)]
 
@@ -224,7 +279,7 @@ def on_observations_stored(
     def gather() -> None:
         try:
             config = flows_config()
-            items = [stored_item(obs_id, record, received, business_key(record, config)) for obs_id, record in newest]
+            items: list[Any] = [stored_item(obs_id, record, received, business_key(record, config)) for obs_id, record in newest]
         except Exception:
             log.exception("building live stream items for stored observations failed")
             return
@@ -233,39 +288,38 @@ def on_observations_stored(
     transaction.on_commit(gather)
 
 
+# Publications to channel-layer groups, each declared in ``live_messages``.
+Messages = list[tuple[str, StreamPublication | FlowPublication | FlowMergedPublication | TopologyPublication | AlertsPublication]]
+
+
 # --- Flows ------------------------------------------------------------------------------------
 
 
-def flow_snapshot(flow_id: int) -> dict[str, Any] | None:
+def flow_snapshot(flow_id: int) -> FlowDetail | None:
     """The flow's detail (the ``GET /api/flows/<id>`` shape), following merges; None if unknown."""
     flow = resolve_flow(flow_id)
-    return page_detail(flow) if flow is not None else None
+    return flow_page_detail(flow) if flow is not None else None
 
 
-def page_detail(flow: Flow) -> dict[str, Any]:
-    """The detail as the flow page draws it (its span links resolved to other flows)."""
-    from dashboard.views.flows import with_linked_flows
-
-    return with_linked_flows(flow_detail(flow))
-
-
-def flow_updates(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> list[tuple[str, dict[str, Any]]]:
+def flow_updates(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> Messages:
     """One message per watched flow this batch touched: its new state and which nodes are new;
     a watched flow absorbed by another is told where its observations went."""
     groups = {flow_group(flow_id): flow_id for flow_id in flow_ids}
     groups.update({flow_group(absorbed): absorbed for absorbed in merged})
     open_groups = watched(list(groups))
-    messages: list[tuple[str, dict[str, Any]]] = []
+    messages: Messages = []
     for group in sorted(open_groups):
         flow_id = groups[group]
         if flow_id in merged:
-            messages.append((group, {"merged_into": merged[flow_id]}))
+            absorbed: FlowMergedPublication = {"merged_into": merged[flow_id]}
+            messages.append((group, absorbed))
             continue
         flow = Flow.objects.filter(id=flow_id, merged_into__isnull=True).first()
         if flow is None:
             continue
         new_ids = list(Observation.objects.filter(flow_id=flow_id, id__any=observation_ids).values_list("id", flat=True))
-        messages.append((group, {"flow": page_detail(flow), "new": sorted(new_ids)}))
+        update: FlowPublication = {"flow": flow_page_detail(flow), "new": sorted(new_ids)}
+        messages.append((group, update))
     return messages
 
 
@@ -284,7 +338,17 @@ def topology_snapshot(window: str, seconds: int) -> dict[str, Any]:
     return topology
 
 
-def forget_stale_topologies(pulses: list[dict[str, Any]]) -> None:
+def merge_pulses(datas: list[TopologyPublication]) -> list[Pulse]:
+    """The pulses of consecutive publications, added up per edge."""
+    counts: dict[tuple[str, str], int] = {}
+    for data in datas:
+        for pulse in data["pulses"]:
+            key = (pulse["source"], pulse["target"])
+            counts[key] = counts.get(key, 0) + pulse["count"]
+    return [{"source": s, "target": t, "count": n} for (s, t), n in sorted(counts.items())]
+
+
+def forget_stale_topologies(pulses: list[Pulse]) -> None:
     """Drop cached maps that lack an edge this batch used, so that the snapshot an open map
     asks for on seeing an unknown edge (a new consumer) already shows it."""
     from tracing.topology import WINDOWS
@@ -303,16 +367,13 @@ def forget_stale_topologies(pulses: list[dict[str, Any]]) -> None:
 # --- Publishing a correlated batch ------------------------------------------------------------
 
 
-Messages = list[tuple[str, dict[str, Any]]]
-
-
 def batch_messages(flow_ids: list[int], observation_ids: list[int], merged: Mapping[int, int]) -> Messages:
     messages: Messages = []
     if observation_ids:
         # published_at (unix seconds) lets a client tell correlation lag from delivery lag.
         items = stream_items(observation_ids)
         messages.append((STREAM_GROUP, {"stage": "correlated", "items": items, "published_at": time.time()}))
-        pulses = batch_pulses(sorted(observation_ids)[-PULSE_BATCH_CAP:])
+        pulses = cast(list[Pulse], batch_pulses(sorted(observation_ids)[-PULSE_BATCH_CAP:]))
         if pulses:
             forget_stale_topologies(pulses)
             messages.append((TOPOLOGY_GROUP, {"pulses": pulses}))
@@ -342,3 +403,40 @@ def on_flows_changed(
 
     flows, observations, absorbed = list(flow_ids or []), list(observation_ids or []), dict(merged or {})
     transaction.on_commit(lambda: publish_batch(flows, observations, absorbed))
+
+
+# --- Alerts -------------------------------------------------------------------------------------
+
+SNAPSHOT_ALERTS = 100
+# A storm (500 flows stuck at once) goes out as the newest alerts plus the fresh groups and
+# counts; a page shows 100 rows at most anyway.
+DELTA_ALERTS = 100
+
+
+def alerts_view(alert_ids: list[int] | None = None) -> AlertsPublication:
+    """These alerts (the newest ``SNAPSHOT_ALERTS`` without ids), the incident groups and counts."""
+    alerts = list(Alert.objects.filter(id__in=alert_ids)) if alert_ids is not None else alert_list(limit=SNAPSHOT_ALERTS).rows
+    groups = [serialize_alert_group(group) for group in alert_groups()]
+    return {"alerts": [serialize_alert(alert) for alert in alerts], "groups": groups, "counts": alert_counts()}
+
+
+def on_alerts_changed(
+    sender: object = None, opened: Any = (), acknowledged: Any = (), resolved: Any = (), **kwargs: object
+) -> None:
+    """Receiver of ``alerts.signals.alerts_changed`` (sent after the commit): the changed alerts
+    with the fresh incident groups and counts, to the alerts group."""
+    ids = sorted({*opened, *acknowledged, *resolved})[-DELTA_ALERTS:]
+    if ids:
+        publish(ALERTS_GROUP, alerts_view(ids))
+
+
+# --- Sessions -----------------------------------------------------------------------------------
+
+
+def on_logged_out(sender: object, request: Any = None, **kwargs: object) -> None:
+    """Receiver of ``django.contrib.auth.signals.user_logged_out`` (sent before the session is
+    flushed): the session's open sockets close with 4401, so no page of a logged-out browser
+    keeps receiving live data."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        end_session(session_key)

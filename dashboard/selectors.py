@@ -4,6 +4,7 @@ the data of the overview and of one flow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from alerts.models import Alert
 from alerts.selectors import alert_page, alert_position
@@ -12,6 +13,7 @@ from dashboard.api.paging import Page, Position, paginate
 from dashboard.api.params import DEFAULT_LIMIT, FlowQuery
 from dashboard.api.serializers import FlowDetail, serialize_flow_detail
 from tracing.models import Flow, Observation
+from tracing.records import span_identity
 from tracing.selectors import Narrowing, flow_graph, flow_page, flow_position
 
 
@@ -36,19 +38,53 @@ def alert_list(state: str | None = None, cursor: str | None = None, limit: int =
 
 
 def flow_detail(flow: Flow) -> FlowDetail:
-    """The ``GET /api/flows/<id>`` shape of a flow: what the flow page and its socket draw."""
+    """The ``GET /api/flows/<id>`` shape of a flow."""
     return serialize_flow_detail(flow, flow_states([flow])[flow.id], flow_graph(flow.id))
+
+
+def flow_page_detail(flow: Flow) -> FlowDetail:
+    """The same, as the flow page and its socket draw it (``with_linked_flows``)."""
+    return with_linked_flows(flow_detail(flow))
+
+
+def with_linked_flows(detail: FlowDetail) -> FlowDetail:
+    """Mark span links that point into another flow with that flow's id and key, so the
+    inspector can make them clickable (OTel messaging consumers link to producers across traces)."""
+    # Correlation joins linked spans into one flow, so nearly every link points inside this one.
+    inside = {(node.get("trace_id"), node.get("span_id")) for node in detail["nodes"] if node.get("kind") == "span"}
+    wanted: dict[str, list[dict[str, Any]]] = {}
+    for node in detail["nodes"]:
+        for link in node.get("links") or []:
+            if not isinstance(link, dict) or not link.get("trace_id") or not link.get("span_id"):
+                continue
+            if (link["trace_id"], link["span_id"]) not in inside:
+                wanted.setdefault(span_identity(str(link["trace_id"]), str(link["span_id"])), []).append(link)
+    if wanted:
+        found = Observation.objects.filter(identity__in=list(wanted), flow__isnull=False)
+        for identity, flow_id, key in found.values_list("identity", "flow_id", "flow__key"):
+            for link in wanted[identity]:
+                if flow_id != detail["id"]:
+                    link["flow_id"], link["flow_key"] = flow_id, key
+    return detail
+
+
+@dataclass(frozen=True)
+class RecentFlow:
+    flow: Flow
+    status: str  # as people see it (alerts.status)
 
 
 @dataclass(frozen=True)
 class OverviewSummary:
     has_data: bool
     flows_by_status: dict[str, int]
-    recent_flows: list[Flow]
+    recent_flows: list[RecentFlow]
 
 
 def overview_summary() -> OverviewSummary:
     has_data = Observation.objects.exists()
     surviving = Flow.objects.filter(merged_into__isnull=True)
-    recent = list(surviving.order_by("-started_at", "-id")[:8]) if has_data else []
+    newest = list(surviving.order_by("-started_at", "-id")[:8]) if has_data else []
+    states = flow_states(newest)
+    recent = [RecentFlow(flow, states[flow.id].status) for flow in newest]
     return OverviewSummary(has_data=has_data, flows_by_status=status_counts(surviving), recent_flows=recent)

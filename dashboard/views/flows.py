@@ -20,9 +20,8 @@ from django.views.decorators.http import require_GET
 from alerts.status import FlowState, ShownStatus, flips_of, flow_states
 from dashboard.api.params import FLOW_FILTER_NAMES as FILTER_NAMES
 from dashboard.api.params import InvalidQuery, parse_flow_query
-from dashboard.selectors import flow_detail, flow_list
-from tracing.models import Flow, Observation
-from tracing.records import span_identity
+from dashboard.selectors import flow_list, flow_page_detail
+from tracing.models import Flow
 from tracing.selectors import resolve_flow
 
 PAGE_SIZE = 50
@@ -149,28 +148,6 @@ def flows(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/flows.html", context)
 
 
-def with_linked_flows(detail: dict[str, Any]) -> dict[str, Any]:
-    """Mark span links that point into another flow with that flow's id and key, so the
-    inspector can make them clickable (OTel messaging consumers link to producers across traces)."""
-    # Correlation joins linked spans into one flow, so nearly every link points inside this one.
-    inside = {(node.get("trace_id"), node.get("span_id")) for node in detail["nodes"] if node.get("kind") == "span"}
-    wanted: dict[str, list[dict[str, Any]]] = {}
-    for node in detail["nodes"]:
-        for link in node.get("links") or []:
-            if not isinstance(link, dict) or not link.get("trace_id") or not link.get("span_id"):
-                continue
-            if (link["trace_id"], link["span_id"]) not in inside:
-                wanted.setdefault(span_identity(str(link["trace_id"]), str(link["span_id"])), []).append(link)
-    if not wanted:
-        return detail
-    found = Observation.objects.filter(identity__in=list(wanted), flow__isnull=False)
-    for identity, flow_id, key in found.values_list("identity", "flow_id", "flow__key"):
-        for link in wanted[identity]:
-            if flow_id != detail["id"]:
-                link["flow_id"], link["flow_key"] = flow_id, key
-    return detail
-
-
 @login_required
 @require_GET
 def flow(request: HttpRequest, flow_id: int) -> HttpResponse:
@@ -180,7 +157,7 @@ def flow(request: HttpRequest, flow_id: int) -> HttpResponse:
     if found.id != flow_id:
         # Absorbed by another flow when a late observation joined them: old links keep working.
         return redirect("dashboard:flow", flow_id=found.id)
-    detail = with_linked_flows(dict(flow_detail(found)))
+    detail = flow_page_detail(found)
     config = {"trace_url": settings.TRACE_URL, "flows_url": reverse("dashboard:flows")}
     context = {
         "flow": found,

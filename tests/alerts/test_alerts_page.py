@@ -1,4 +1,5 @@
-"""The alerts page in Chromium: a new alert arrives live over /ws/alerts/ and is acknowledged."""
+"""The alerts page in Chromium: a new alert arrives live over /ws/alerts/ and is acknowledged; a
+logged-out tab stops its socket instead of reconnecting forever."""
 
 from __future__ import annotations
 
@@ -56,3 +57,44 @@ def test_a_new_alert_appears_live_and_can_be_acknowledged(page, server):
     page.locator("#alert-rows tr", has_text=key).locator(".badge-alert-acknowledged").wait_for(timeout=10_000)
     alerts = page.evaluate("() => fetch('/api/alerts?state=acknowledged').then(r => r.json())")
     assert key in [alert["flow_key"] for alert in alerts["results"]]
+
+
+# Counts the sockets the page opens, and keeps them so that a test can drop one.
+COUNT_SOCKETS = """
+window.openedSockets = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) {
+    super(...args);
+    window.openedSockets.push(this);
+  }
+};
+"""
+
+
+def open_alerts_page_counting_sockets(page):  # type: ignore[no-untyped-def]
+    page.add_init_script(COUNT_SOCKETS)
+    page.goto("/alerts/")
+    page.wait_for_selector("#alerts-live[data-state=live]")
+    assert page.evaluate("window.openedSockets.length") == 1
+
+
+def test_logging_out_in_another_tab_closes_the_alerts_tab_for_good(page, server):
+    open_alerts_page_counting_sockets(page)
+    other_tab = page.context.new_page()
+    other_tab.goto("/")
+    other_tab.locator("form.logout button").click()
+    other_tab.wait_for_url("**/login/")
+    status = page.locator("#alerts-live[data-state=closed]")
+    status.wait_for(timeout=5_000)
+    assert "session has ended" in (status.get_attribute("title") or "")
+    page.wait_for_timeout(3_000)
+    assert page.evaluate("window.openedSockets.length") == 1, "a logged-out tab does not reconnect"
+
+
+def test_an_alerts_tab_whose_session_is_gone_stops_after_one_reconnect(page, server):
+    open_alerts_page_counting_sockets(page)
+    page.context.clear_cookies()  # the session expired, or was deleted
+    page.evaluate("window.openedSockets[0].close()")  # and the connection dropped
+    page.locator("#alerts-live[data-state=closed]").wait_for(timeout=5_000)
+    page.wait_for_timeout(4_000)
+    assert page.evaluate("window.openedSockets.length") == 2, "one reconnect, refused with 4401, and no more"

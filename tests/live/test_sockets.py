@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from dashboard import broadcast
 from dashboard.live_feed import publish_batch
-from tests.live.sockets import aingest, astore, connect, event
+from tests.live.sockets import ORIGIN, aingest, astore, connect, event
 from tracing.models import Flow, Observation
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -211,7 +211,7 @@ async def test_a_hole_in_the_numbering_is_answered_with_a_fresh_snapshot():
     # one after it arrives.
     lost = await sync_to_async(broadcast.next_sequence)(broadcast.STREAM_GROUP)
     assert lost >= snapshot["seq"] + 2
-    data = {"items": [], "total": 0}
+    data = {"stage": "stored", "items": [], "total": 0, "published_at": 0.0}
     await get_channel_layer().group_send(broadcast.STREAM_GROUP, {"type": broadcast.MESSAGE_TYPE, "seq": lost + 1, "data": data})
     await sync_to_async(broadcast.next_sequence)(broadcast.STREAM_GROUP)
     delta = await receive_until(stream, "delta")
@@ -295,3 +295,80 @@ async def test_a_flow_absorbed_by_an_older_one_tells_its_page_where_it_went():
     delta = await receive_until(page, "delta")
     assert delta["merged_into"] == older.id
     await page.disconnect()
+
+
+def open_alert_for(key: str) -> int:
+    from django.utils import timezone
+
+    from alerts.models import Alert
+
+    flow = Flow.objects.get(key=key)
+    alert = Alert.objects.create(
+        flow=flow,
+        flow_key=flow.key,
+        flow_type="order",
+        step="PointsCreated",
+        service="rewards",
+        after="OrderCreated",
+        due_at=timezone.now(),
+        missing=[
+            {
+                "step": "PointsCreated",
+                "service": "rewards",
+                "after": "OrderCreated",
+                "after_service": "checkout",
+                "due_at": 0.0,
+                "origin": "declared",
+            }
+        ],
+    )
+    return alert.id
+
+
+async def test_the_alerts_socket_opens_with_the_alerts_and_delivers_an_acknowledgement():
+    from alerts.services import acknowledge_alert
+
+    await aingest(event("OrderCreated", "checkout", "order-80"))
+    alert_id = await database_sync_to_async(open_alert_for)("order-80")
+    socket = await connect("/ws/alerts/")
+    snapshot = await socket.receive_json_from(timeout=3)
+    assert snapshot["type"] == "snapshot"
+    assert [(alert["id"], alert["state"]) for alert in snapshot["alerts"]] == [(alert_id, "open")]
+    assert [(group["step"], group["open"]) for group in snapshot["groups"]] == [("PointsCreated", 1)]
+    assert snapshot["counts"]["open"] == 1
+
+    await database_sync_to_async(acknowledge_alert)(alert_id, None)
+    delta = await receive_until(socket, "delta")
+    assert delta["first"] == snapshot["seq"] + 1
+    assert [(alert["id"], alert["state"]) for alert in delta["alerts"]] == [(alert_id, "acknowledged")]
+    assert [(group["open"], group["acknowledged"]) for group in delta["groups"]] == [(0, 1)]
+    assert (delta["counts"]["open"], delta["counts"]["acknowledged"]) == (0, 1)
+    await socket.disconnect()
+
+
+async def test_logging_out_closes_the_sockets_of_that_session_with_4401():
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from choreoscope.asgi import application
+
+    def logged_in_client(username: str) -> Client:
+        client = Client()
+        client.force_login(get_user_model().objects.get_or_create(username=username)[0])
+        return client
+
+    leaving = await database_sync_to_async(logged_in_client)("leaving")
+    staying = await database_sync_to_async(logged_in_client)("staying")
+    sockets = []
+    for client in (leaving, staying):
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        socket = WebsocketCommunicator(application, "/ws/alerts/", headers=[ORIGIN, (b"cookie", cookie)])
+        await socket.connect(timeout=5)
+        assert (await socket.receive_json_from(timeout=3))["type"] == "snapshot"
+        sockets.append(socket)
+
+    await database_sync_to_async(leaving.logout)()
+    assert await sockets[0].receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+    assert await sockets[1].receive_nothing(timeout=0.3), "another session's socket stays open"
+    await sockets[1].disconnect()

@@ -2,9 +2,11 @@
 gathering a process's stored observations into few messages."""
 
 import threading
+from typing import Any
 
 from dashboard import live_feed
 from dashboard.live_feed import STREAM_BATCH_CAP, StoredStream, StreamFilters, stream_delta
+from dashboard.live_messages import StreamPublication
 
 
 def item(obs_id: int, flow_id: int | None = None, **fields) -> dict:
@@ -21,11 +23,11 @@ def item(obs_id: int, flow_id: int | None = None, **fields) -> dict:
     }
 
 
-def stored(*items: dict, total: int | None = None) -> dict:
+def stored(*items: Any, total: int | None = None) -> StreamPublication:
     return {"stage": "stored", "items": list(items), "total": len(items) if total is None else total, "published_at": 2.0}
 
 
-def correlated(*items: dict) -> dict:
+def correlated(*items: Any) -> StreamPublication:
     return {"stage": "correlated", "items": list(items), "published_at": 1.0}
 
 

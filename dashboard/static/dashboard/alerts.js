@@ -1,5 +1,8 @@
-// The alerts page: incidents and alerts kept current over /ws/alerts/, acknowledge buttons.
+// The alerts page: incidents and alerts kept current over /ws/alerts/ (its messages are declared
+// in dashboard/live_messages.py: AlertsSnapshot, AlertsDelta), acknowledge buttons.
 // Every text from the server is set with textContent.
+
+import { LiveSocket, showStatus } from "./live-socket.js";
 
 const initial = JSON.parse(document.getElementById("alerts-data").textContent);
 const state = initial.state || "";
@@ -8,7 +11,6 @@ const alertRows = document.getElementById("alert-rows");
 const status = document.getElementById("alerts-live");
 const MAX_ROWS = 100;
 let alerts = new Map(initial.alerts.map((alert) => [alert.id, alert]));
-let lastSeq = 0;
 
 function cell(row, text, className) {
   const td = document.createElement("td");
@@ -117,49 +119,22 @@ function renderCounts(counts) {
   }
 }
 
-function apply(message) {
-  if (message.type === "snapshot") {
-    alerts = new Map(message.alerts.map((alert) => [alert.id, alert]));
-    lastSeq = message.seq;
-    renderIncidents(message.groups);
-    renderAlerts();
-    renderCounts(message.counts);
-    return;
-  }
-  if (message.type !== "delta") return;
-  if (message.first !== lastSeq + 1) {
-    socket.send(JSON.stringify({ type: "snapshot" }));
-    return;
-  }
-  lastSeq = message.seq;
+function applySnapshot(snapshot) {
+  alerts = new Map(snapshot.alerts.map((alert) => [alert.id, alert]));
+  renderIncidents(snapshot.groups);
+  renderAlerts();
+  renderCounts(snapshot.counts);
+}
+
+function applyDelta(delta) {
   const changed = new Set();
-  for (const alert of message.alerts) {
+  for (const alert of delta.alerts) {
     alerts.set(alert.id, alert);
     changed.add(alert.id);
   }
-  renderIncidents(message.groups);
+  renderIncidents(delta.groups);
   renderAlerts(changed);
-  renderCounts(message.counts);
-}
-
-let socket;
-let retry = 1000;
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/alerts/`);
-  socket.addEventListener("open", () => {
-    retry = 1000;
-    status.dataset.state = "live";
-    status.textContent = "live";
-  });
-  socket.addEventListener("message", (event) => apply(JSON.parse(event.data)));
-  socket.addEventListener("close", () => {
-    status.dataset.state = "offline";
-    status.textContent = "reconnecting…";
-    setTimeout(connect, retry);
-    retry = Math.min(retry * 2, 15000);
-  });
+  renderCounts(delta.counts);
 }
 
 async function acknowledge(button) {
@@ -185,4 +160,8 @@ alertRows.addEventListener("click", (event) => {
   if (button) acknowledge(button);
 });
 
-connect();
+new LiveSocket("/ws/alerts/", {
+  onStatus: (state, message) => showStatus(status, state, message),
+  onSnapshot: applySnapshot,
+  onDelta: applyDelta,
+});

@@ -1,6 +1,9 @@
-// One live socket: a snapshot on connect, then numbered deltas. A delta that does not continue
-// the numbering, or a reconnect, asks the server for a fresh snapshot, so a dropped message never
-// leaves the page wrong. Reconnects back off from 0.5 s to 15 s; 4401/4403/4404 are final.
+// The one client of the live sockets (/ws/stream/, /ws/flows/<id>/, /ws/topology/, /ws/alerts/;
+// their messages are declared in dashboard/live_messages.py): a snapshot on connect, then
+// numbered deltas. A delta that does not continue the numbering, or a reconnect, asks the server
+// for a fresh snapshot, so a dropped message never leaves the page wrong. Reconnects back off
+// from 0.5 s to 15 s. The close codes below are final (logged out, forbidden, gone): the socket
+// stops and tells the page through onStatus("closed", reason) instead of knocking forever.
 
 const FINAL_CODES = new Map([
   [4401, "Your session has ended. Log in again to see live updates."],
