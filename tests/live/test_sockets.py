@@ -317,7 +317,7 @@ def open_alert_for(key: str) -> int:
                 "service": "rewards",
                 "after": "OrderCreated",
                 "after_service": "checkout",
-                "due_at": 0.0,
+                "due_at": "2026-01-01T00:00:00+00:00",
                 "origin": "declared",
             }
         ],

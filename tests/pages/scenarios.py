@@ -194,10 +194,13 @@ def producer_of(builder: FlowBuilder, event_id: str) -> tuple[str, str, str]:
     raise KeyError(event_id)
 
 
-def checkout(key: str, minutes_ago: float = 9.0, healthy: bool = False) -> tuple[list[ObservationRecord], list[dict[str, Any]]]:
+def checkout(
+    key: str, minutes_ago: float = 9.0, healthy: bool = False, redelivered: bool = True
+) -> tuple[list[ObservationRecord], list[dict[str, Any]]]:
     """The running example: checkout → OrderCreated → email, warehouse (waits 3 m for stock, then
-    ships), rewards (times out: PointsCreated never comes, so the flow is stuck; or, when
-    ``healthy``, awards the points)."""
+    ships), rewards (times out; the message is ``redelivered`` and that attempt ends without
+    error but never awards the points: PointsCreated never comes, so the flow is stuck; not
+    redelivered, the timeout fails the flow; or, when ``healthy``, awards the points)."""
     t0 = time.time_ns() - int(minutes_ago * 60e9)
     b = FlowBuilder(key, t0)
     trace = hex_id(32)
@@ -348,6 +351,9 @@ def checkout(key: str, minutes_ago: float = 9.0, healthy: bool = False) -> tuple
         status="error",
         message="loyalty-db: timeout after 5000 ms",
     )
+    if not redelivered:
+        return b.records, []
+    b.consume("rewards", "OrderCreated", created, producer, at_ms=5_400, duration_ms=38)
     missing = [
         {
             "step": "PointsCreated",
@@ -367,9 +373,8 @@ def shipped(key: str, minutes_ago: float = 4.0) -> tuple[list[ObservationRecord]
 
 
 def failed(key: str, minutes_ago: float = 20.0) -> tuple[list[ObservationRecord], list[dict[str, Any]]]:
-    """The same checkout where rewards timed out and nothing is known to be missing yet."""
-    records, _ = checkout(key, minutes_ago=minutes_ago)
-    return records, []
+    """The same checkout where rewards timed out, and nothing made it good."""
+    return checkout(key, minutes_ago=minutes_ago, redelivered=False)
 
 
 def xss(key: str) -> tuple[list[ObservationRecord], list[dict[str, Any]]]:
