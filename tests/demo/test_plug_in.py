@@ -34,6 +34,8 @@ def test_production_leaves_the_demo_out_its_urls_and_its_start(tmp_path):
 
 
 def test_development_installs_the_demo_and_routes_its_panel(tmp_path):
-    code = "from django.apps import apps; from django.urls import reverse; print(apps.is_installed('demo'), reverse('demo:faults'))"
+    code = (
+        "from django.apps import apps; from django.urls import reverse\nprint(apps.is_installed('demo'), reverse('demo:faults'))"
+    )
     result = _manage("shell", "--no-imports", "-c", code, env={"CHOREOSCOPE_DATA_DIR": str(tmp_path)})
     assert result.stdout.split() == ["True", "/demo/faults/"], result.stderr
