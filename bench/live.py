@@ -42,6 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tracing.latency import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -54,13 +56,6 @@ EVENT_TYPES = ("OrderCreated", "PaymentAuthorized", "ShipmentPrepared", "EmailSe
 
 def setting(name: str, default: str) -> str:
     return os.environ.get(f"BENCH_LIVE_{name}", default)
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 def ms(value: float | None) -> float | None:
