@@ -20,9 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from tracing.flowconfig import FlowsConfig, FlowType
-
-# OTLP SpanKind numbers (opentelemetry-proto trace.proto).
-SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = 2, 3, 4, 5
+from tracing.records import SPAN_KIND_PRODUCER
 
 CAUSED_BY, EMITTED_BY, CHILD_OF, FOLLOWS_FROM, DELIVERS = "caused_by", "emitted_by", "child_of", "follows_from", "delivers"
 MEMBER = "member"  # same business key: joins flows, draws no edge
