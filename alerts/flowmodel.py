@@ -13,11 +13,12 @@ the source step that went on to the target, and the latency (p50/p95/p99) from s
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tracing.latency import nearest_rank
 
 
 @dataclass(frozen=True, order=True)
@@ -64,13 +65,6 @@ class FlowModel:
 
     def successors(self, step: Step) -> list[Transition]:
         return [t for t in self.transitions if t.source == step]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def flow_root(trace: Sequence[Occurrence]) -> Occurrence:
@@ -128,9 +122,9 @@ def learn_flow_model(flow_type: str, traces: Iterable[Sequence[Occurrence]]) -> 
             target=target,
             flows=len(latencies),
             share=len(latencies) / step_flows[source],
-            p50=percentile(latencies, 50),
-            p95=percentile(latencies, 95),
-            p99=percentile(latencies, 99),
+            p50=nearest_rank(latencies, 0.50),
+            p95=nearest_rank(latencies, 0.95),
+            p99=nearest_rank(latencies, 0.99),
         )
         for (source, target), latencies in sorted(pair_latencies.items())
     )

@@ -29,7 +29,6 @@ import http.client
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import DATABASE, database_url, setup_django
+from tests.conftest import celery_worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -136,23 +136,7 @@ def start_workers(prefix: str, count: int, log_path: Path) -> list[subprocess.Po
     log = log_path.open("ab")
     return [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "choreoscope",
-                "worker",
-                "--pool=solo",
-                "--loglevel=WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"bench{index}-{prefix}@%h",
-                "-Q",
-                prefix,
-            ],
+            celery_worker_command(prefix, f"bench{index}-{prefix}@%h"),
             cwd=ROOT,
             env=worker_env(prefix),
             stdout=log,

@@ -26,12 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -171,19 +172,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(url)
-
-
 @contextmanager
 def serving(env: dict[str, str], workers: int, log: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
@@ -193,7 +181,7 @@ def serving(env: dict[str, str], workers: int, log: Path) -> Iterator[tuple[str,
     with log.open("ab") as output:
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=output, stderr=output)
     try:
-        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        wait_for(f"http://127.0.0.1:{port}/healthz", process=process)
         yield f"127.0.0.1:{port}", process.pid
     finally:
         process.terminate()

@@ -34,13 +34,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import celery_worker_command, wait_for
+from tests.http import session_cookie
+from tracing.latency import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -56,13 +58,6 @@ def setting(name: str, default: str) -> str:
     return os.environ.get(f"BENCH_LIVE_{name}", default)
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
 def ms(value: float | None) -> float | None:
     return round(value * 1000, 1) if value is not None else None
 
@@ -74,19 +69,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 @contextmanager
@@ -135,24 +117,10 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
                 )
             ]
             if mode == "services":
-                worker = [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "choreoscope",
-                    "worker",
-                    "--pool=solo",
-                    "--loglevel=WARNING",
-                    "--without-heartbeat",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-Q",
-                    env["CHOREOSCOPE_REDIS_PREFIX"],
-                ]
+                worker = celery_worker_command(env["CHOREOSCOPE_REDIS_PREFIX"])
                 processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=log))
             try:
-                wait_for(f"http://127.0.0.1:{port}/healthz", processes[0])
+                wait_for(f"http://127.0.0.1:{port}/healthz", process=processes[0])
                 yield f"127.0.0.1:{port}"
             finally:
                 for process in processes:
@@ -167,18 +135,6 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
 @contextmanager
 def nullcontext() -> Iterator[str]:
     yield ""
-
-
-def session_cookie(address: str) -> str:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"http://{address}/login/", timeout=10).read()
-    csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
-    form = urllib.parse.urlencode({"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": csrf}).encode()
-    opener.open(
-        urllib.request.Request(f"http://{address}/login/", data=form, headers={"Referer": f"http://{address}/login/"}), timeout=10
-    ).read()
-    return "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
 
 
 # --- senders -------------------------------------------------------------------------------------
@@ -332,7 +288,7 @@ def main() -> dict[str, Any]:
     results: dict[str, Any] = {"note": "shared 2-core machine; one run per cell; latency over listed events (see listed_share)"}
     for mode in modes:
         with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as address:
-            cookie = session_cookie(address)
+            cookie = session_cookie(f"http://{address}", PASSWORD)
             for rate in rates:
                 print(f"  {mode}: {rate} events/s for {seconds:g} s, {clients} clients", flush=True)
                 results[f"{mode}_{rate}"] = asyncio.run(measure_rate(address, cookie, rate, seconds, clients))

@@ -60,8 +60,12 @@ INSTALLED_APPS = [
     "collectors",
     "alerts",
     "dashboard",
-    "demo",
 ]
+# The demo shop is a plug-in (its models, commands and the overview's faults panel); production
+# does not install it.
+DEMO_INSTALLED = not PRODUCTION
+if DEMO_INSTALLED:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -284,7 +288,8 @@ PORT = env_int("PORT", 8000, minimum=1)
 OTLP_PORT = env_int("OTLP_PORT", 4318, minimum=0)
 # Server processes for `manage.py serve` (above 1 needs REDIS_URL).
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
-DEMO = env_bool("DEMO", default=False)
+# Start the demo shop beside the server; without the demo app (production) there is none to start.
+DEMO = env_bool("DEMO", default=False) and DEMO_INSTALLED
 
 if os.environ.get("CHOREOSCOPE_TEST_DATABASE_NAME") and DATABASE_URL:
     DATABASES["default"]["TEST"] = {"NAME": os.environ["CHOREOSCOPE_TEST_DATABASE_NAME"]}

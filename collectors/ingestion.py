@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import DataError, InterfaceError, OperationalError, close_old_connections
 from django.http import HttpRequest
 
-from choreoscope.metrics import count
 from collectors import admission, cloudevents, otlp
 from collectors.bodies import BodyError, decompress, parse_media_type
+from collectors.metrics import INGEST_REQUESTS, INGESTED_OBSERVATIONS
 from tokens.auth import check_bearer
 from tracing.records import ObservationRecord
 from tracing.store import StoreResult, store_observations
@@ -79,7 +79,7 @@ def store(records: list[ObservationRecord], kind: str) -> StoreResult:
         result = store_observations(records)
     except DataError as error:
         raise Refusal(400, f"The data cannot be stored: {str(error).strip()}") from None
-    count("choreoscope_ingested_observations_total", {"kind": kind}, len(records))
+    INGESTED_OBSERVATIONS.add({"kind": kind}, len(records))
     return result
 
 
@@ -93,7 +93,7 @@ def guarded(endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[R
     except TRANSIENT_DATABASE_ERRORS as error:
         logger.warning("Ingestion unavailable (database): %s", error)
         reply = refusal_reply(Refusal(503, "The database is unavailable; retry later.", retry=True))
-    count("choreoscope_ingest_requests_total", {"endpoint": endpoint, "status": str(reply.status)})
+    INGEST_REQUESTS.add({"endpoint": endpoint, "status": str(reply.status)})
     return reply
 
 

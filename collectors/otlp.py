@@ -18,20 +18,14 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
-from tracing.records import ObservationRecord, span_identity
+from tracing.records import SPAN_KIND_NAMES, SPAN_KIND_UNSPECIFIED, ObservationRecord, span_identity
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
 STATUS_ENUM = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
-KIND_ENUM = {
-    "SPAN_KIND_UNSPECIFIED": 0,
-    "SPAN_KIND_INTERNAL": 1,
-    "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3,
-    "SPAN_KIND_PRODUCER": 4,
-    "SPAN_KIND_CONSUMER": 5,
-}
+# OTLP/JSON may spell an enum by its proto name: SPAN_KIND_SERVER for 2.
+KIND_ENUM = {f"SPAN_KIND_{name.upper()}": number for number, name in SPAN_KIND_NAMES.items()}
 UNKNOWN_SERVICE = "unknown_service"
 MAX_REASONS = 5
 UINT64_MAX = 2**64 - 1
@@ -105,7 +99,7 @@ def span_record(
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=parent_span_id,
-        span_kind=kind if 0 <= kind <= 5 else 0,
+        span_kind=kind if kind in SPAN_KIND_NAMES else SPAN_KIND_UNSPECIFIED,
         status=STATUS_NAMES.get(status_code, "unset"),  # type: ignore[arg-type]
         status_message=status_message,
         attributes=attributes,

@@ -31,7 +31,8 @@ class BadEntry(Exception):
     """An entry that is not a valid CloudEvent; the message says why."""
 
 
-def _text(value: bytes | str) -> str:
+def utf8_field(value: bytes | str) -> str:
+    """A stream entry's field as text; an entry that is not UTF-8 is refused, not guessed at."""
     if isinstance(value, str):
         return value
     try:
@@ -42,7 +43,7 @@ def _text(value: bytes | str) -> str:
 
 def entry_event(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
     """The CloudEvent (as a structured-mode dict) an entry holds."""
-    decoded = {_text(name): value for name, value in fields.items()}
+    decoded = {utf8_field(name): value for name, value in fields.items()}
     for name in STRUCTURED_FIELDS:
         if name in decoded:
             try:
@@ -52,9 +53,9 @@ def entry_event(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
             if not isinstance(structured, dict):
                 raise BadEntry(f"field '{name}' must hold a JSON object")
             return structured
-    event: dict[str, Any] = {name: _text(value) for name, value in decoded.items() if name not in ("data", "data_base64")}
+    event: dict[str, Any] = {name: utf8_field(value) for name, value in decoded.items() if name not in ("data", "data_base64")}
     if "data_base64" in decoded:
-        event["data_base64"] = _text(decoded["data_base64"])
+        event["data_base64"] = utf8_field(decoded["data_base64"])
     elif "data" in decoded:
         raw = decoded["data"]
         event.update(binary_data(raw if isinstance(raw, bytes) else raw.encode(), event.get("datacontenttype", "")))

@@ -143,7 +143,7 @@ class RedisStreamBus:
         import redis
 
         try:
-            return any(_text(info["name"]) == group for info in self._redis.xinfo_groups(self.destination(topic)))
+            return any(redis_str(info["name"]) == group for info in self._redis.xinfo_groups(self.destination(topic)))
         except redis.ResponseError:  # no such stream yet
             return False
 
@@ -159,7 +159,8 @@ def stream_name(prefix: str, topic: str) -> str:
     return f"{prefix}:shop:{topic}"
 
 
-def _text(value: bytes | str) -> str:
+def redis_str(value: bytes | str) -> str:
+    """A name Redis answered with (group, entry id): bytes unless the client decodes."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -175,8 +176,8 @@ def stream_backlog(client: Any, stream: str, group: str | None) -> int:
         return 0
     total = 0
     for info in groups:
-        if group is None or _text(info["name"]) == group:
-            last = _text(info["last-delivered-id"])
+        if group is None or redis_str(info["name"]) == group:
+            last = redis_str(info["last-delivered-id"])
             undelivered = client.xrange(stream, min=f"({last}", max="+", count=BACKLOG_COUNT_LIMIT)
             total += len(undelivered) + int(info.get("pending") or 0)
     return total

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 # Browser tests leave screenshots of what they saw here (ignored by git); the README's pictures are
@@ -102,19 +103,20 @@ def free_port() -> int:
 
 
 def wait_for(url: str, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """Until ``url`` answers 200; fails at once when ``process`` (the server) exits first."""
+    last_error: list[Exception] = []
+
+    def answers() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
+                return response.status == 200
         except Exception as error:
-            last_error = error
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout}s: {last_error}")
+            last_error[:] = [error]
+            return False
+
+    eventually(f"{url} answers 200", answers, timeout, explain=lambda: last_error)
 
 
 @dataclass
@@ -152,6 +154,13 @@ def _drop_postgres_database(base_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def celery_worker_command(queue: str, name: str | None = None) -> list[str]:
+    """A quiet single-process Celery worker on ``queue`` (``name`` tells several apart)."""
+    command = [sys.executable, "-m", "celery", "-A", "choreoscope", "worker", "--pool=solo", "--loglevel=WARNING"]
+    command += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
+    return command + (["-n", name] if name else []) + ["-Q", queue]
+
+
 def start_server(tmp: Path, extra_env: dict[str, str] | None = None, worker: bool | None = None) -> RunningServer:
     """A real Choreoscope: migrate, create the admin login, serve; with Redis, a Celery worker."""
     port, otlp_port = free_port(), free_port()
@@ -176,29 +185,8 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None, worker: boo
     web = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-demo"], cwd=ROOT, env=env, stdout=log, stderr=log)
     server.processes.append(web)
     if worker if worker is not None else bool(env.get("REDIS_URL")):
-        server.processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "choreoscope",
-                    "worker",
-                    "--pool=solo",
-                    "--loglevel=WARNING",
-                    "--without-heartbeat",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-Q",
-                    env["CHOREOSCOPE_REDIS_PREFIX"],
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-        )
+        worker_command = celery_worker_command(env["CHOREOSCOPE_REDIS_PREFIX"])
+        server.processes.append(subprocess.Popen(worker_command, cwd=ROOT, env=env, stdout=log, stderr=log))
     try:
         wait_for(f"{server.url}/healthz", process=web)
     except Exception:

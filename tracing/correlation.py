@@ -20,9 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from tracing.flowconfig import FlowsConfig, FlowType
-
-# OTLP SpanKind numbers (opentelemetry-proto trace.proto).
-SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = 2, 3, 4, 5
+from tracing.records import SPAN_KIND_PRODUCER
 
 CAUSED_BY, EMITTED_BY, CHILD_OF, FOLLOWS_FROM, DELIVERS = "caused_by", "emitted_by", "child_of", "follows_from", "delivers"
 MEMBER = "member"  # same business key: joins flows, draws no edge
@@ -93,7 +91,9 @@ def key_anchor(key: str) -> str:
     return f"key:{_bounded(key)}"
 
 
-def _text(value: Any) -> str:
+def attribute_text(value: Any) -> str:
+    """An attribute or data value as the text anchors compare: structures have none, booleans
+    are spelled as JSON spells them, surrounding blanks do not count."""
     if value is None or isinstance(value, dict | list):
         return ""
     if isinstance(value, bool):
@@ -110,15 +110,15 @@ def value_at(path: str, attributes: Mapping[str, Any], detail: Mapping[str, Any]
             if not isinstance(node, dict):
                 return ""
             node = node.get(part)
-        return _text(node)
+        return attribute_text(node)
     name = path.removeprefix("attributes.")
-    return _text(attributes.get(name))
+    return attribute_text(attributes.get(name))
 
 
 def business_key(obs: ObservationLike, config: FlowsConfig) -> str:
     attributes, detail = obs.attributes or {}, obs.detail or {}
     for name in KEY_ATTRIBUTES:
-        value = _text(attributes.get(name))
+        value = attribute_text(attributes.get(name))
         if value:
             return value[:255]
     for flow_type in config.types:
@@ -131,7 +131,7 @@ def business_key(obs: ObservationLike, config: FlowsConfig) -> str:
 
 def messaging_side(span_kind: int, attributes: Mapping[str, Any]) -> str:
     """``producer`` or ``consumer``: which end of a message a span stands at."""
-    operation = _text(attributes.get("messaging.operation.type") or attributes.get("messaging.operation")).lower()
+    operation = attribute_text(attributes.get("messaging.operation.type") or attributes.get("messaging.operation")).lower()
     if operation in PRODUCER_OPERATIONS:
         return "producer"
     if operation in CONSUMER_OPERATIONS:
@@ -143,8 +143,8 @@ def link_contexts(detail: Mapping[str, Any]) -> list[tuple[str, str]]:
     contexts = []
     for link in detail.get("links") or []:
         if isinstance(link, dict):
-            trace_id = _text(link.get("trace_id") or link.get("traceId")).lower()
-            span_id = _text(link.get("span_id") or link.get("spanId")).lower()
+            trace_id = attribute_text(link.get("trace_id") or link.get("traceId")).lower()
+            span_id = attribute_text(link.get("span_id") or link.get("spanId")).lower()
             if trace_id and span_id:
                 contexts.append((trace_id, span_id))
     return contexts
@@ -158,16 +158,16 @@ def span_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
     references += [Reference(span_anchor(trace, span), FOLLOWS_FROM) for trace, span in link_contexts(obs.detail or {})]
     attributes = obs.attributes or {}
     side = messaging_side(obs.span_kind, attributes)
-    event_id = _text(attributes.get("cloudevents.event_id"))
+    event_id = attribute_text(attributes.get("cloudevents.event_id"))
     if event_id:
-        source = _text(attributes.get("cloudevents.event_source"))
+        source = attribute_text(attributes.get("cloudevents.event_source"))
         anchor = event_anchor(source, event_id) if source else event_id_anchor(event_id)
         # A producer span emits the event it names; a consumer span is delivered it.
         if side == "producer":
             references.append(Reference(anchor, EMITTED_BY, anchor_is_cause=False))
         else:
             references.append(Reference(anchor, DELIVERS))
-    message_id = _text(attributes.get("messaging.message.id"))
+    message_id = attribute_text(attributes.get("messaging.message.id"))
     if message_id:
         if side == "producer":
             anchors.append(message_anchor(message_id))
@@ -179,7 +179,7 @@ def span_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
 def event_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
     anchors = [event_id_anchor(obs.event_id), event_anchor(obs.event_source, obs.event_id)]
     references = []
-    causation = _text((obs.attributes or {}).get("causationid"))
+    causation = attribute_text((obs.attributes or {}).get("causationid"))
     if causation and causation != obs.event_id:
         references.append(Reference(event_id_anchor(causation), CAUSED_BY))
     if obs.trace_id and obs.span_id:

@@ -14,8 +14,16 @@ from typing import Any, Literal
 Kind = Literal["span", "event"]
 Status = Literal["unset", "ok", "error"]
 
-# OTLP SpanKind numbers (opentelemetry-proto trace.proto).
+# OTLP SpanKind numbers (opentelemetry-proto trace.proto), the one declaration of span kinds.
 SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = range(6)
+SPAN_KIND_NAMES = {
+    SPAN_KIND_UNSPECIFIED: "unspecified",
+    SPAN_KIND_INTERNAL: "internal",
+    SPAN_KIND_SERVER: "server",
+    SPAN_KIND_CLIENT: "client",
+    SPAN_KIND_PRODUCER: "producer",
+    SPAN_KIND_CONSUMER: "consumer",
+}
 
 
 def span_identity(trace_id: str, span_id: str) -> str:

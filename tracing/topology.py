@@ -10,7 +10,6 @@ reaction.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
+
+from tracing.latency import percentile
 
 # A window is read from at most this many events and as many reactions, newest first, so that
 # a 24 h window on a busy installation answers in bounded time (rates then cover the rows read).
@@ -58,15 +59,6 @@ def parse_window(raw: str | None) -> tuple[str, int]:
     if name not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}; got {name!r}.")
     return name, WINDOWS[name]
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    """Nearest-rank percentile (``share`` in 0..1) of ``values``; None when there are none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return ordered[rank - 1]
 
 
 def earliest_reactions(reactions: Iterable[Reaction]) -> list[Reaction]:

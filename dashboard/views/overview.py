@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -24,5 +25,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/overview.html",
-        {"summary": overview_summary(), "endpoints": ingest_endpoints(request), "ingest_auth": settings.INGEST_AUTH},
+        {
+            "summary": overview_summary(),
+            "endpoints": ingest_endpoints(request),
+            "ingest_auth": settings.INGEST_AUTH,
+            # The demo shop plugs its faults panel in where it is installed (never in production).
+            "demo_panel": apps.is_installed("demo"),
+        },
     )

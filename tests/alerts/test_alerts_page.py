@@ -3,12 +3,12 @@ logged-out tab stops its socket instead of reconnecting forever."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+
+from tests.http import post_cloudevents
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 FLOW_TYPE = "AlertsPageTestStarted"  # its own flow type, so no other test's flows are affected
@@ -33,14 +33,7 @@ def send_start_event(server, key: str) -> None:  # type: ignore[no-untyped-def]
         "correlationid": key,
         "data": {},
     }
-    request = urllib.request.Request(
-        server.url + "/v1/events",
-        data=json.dumps(event).encode(),
-        method="POST",
-        headers={"Content-Type": "application/cloudevents+json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status in (200, 202)
+    assert post_cloudevents(server.url, event) in (200, 202)
 
 
 def test_a_new_alert_appears_live_and_can_be_acknowledged(page, server):

@@ -11,9 +11,8 @@ import os
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunningServer, _create_postgres_database, _drop_postgres_database, start_server, stop_server
+from tests.http import get_json, post_cloudevents, read_token
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
 SECRET = "webhook-test-secret"
@@ -88,32 +89,13 @@ def running(tmp: Path, extra: dict[str, str]) -> Iterator[RunningServer]:
 class Api:
     def __init__(self, server: RunningServer) -> None:
         self.server = server
-        self.token = server.manage("token", "create", "alerts-e2e", "--scope", "read").stdout.strip().splitlines()[-1]
+        self.token = read_token(server, "alerts-e2e")
 
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(self.server.url + path, headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        return get_json(self.server.url + path, token=self.token)
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
-        request = urllib.request.Request(
-            self.server.url + "/v1/events",
-            data=json.dumps(events).encode(),
-            method="POST",
-            headers={"Content-Type": "application/cloudevents-batch+json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status in (200, 202)
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, explain: Callable[[], Any] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {explain()}" if explain else ""))
+        assert post_cloudevents(self.server.url, events) in (200, 202)
 
 
 def cloudevent(source: str, event_type: str, order: str, at: datetime, cause: str = "") -> dict[str, Any]:
@@ -157,12 +139,12 @@ def assert_signed(headers: dict[str, str], body: bytes) -> None:
 
 def stuck_then_resolved(api: Api, receiver: WebhookReceiver, order: str, created_id: str) -> None:
     """The order misses PointsCreated: one alert, one signed webhook; then the late event."""
-    [alert] = wait_until("an open alert", lambda: api.get("/api/alerts?state=open")["results"])
+    [alert] = eventually("an open alert", lambda: api.get("/api/alerts?state=open")["results"], timeout=60)
     assert (alert["flow_key"], alert["step"], alert["after"]) == (order, "PointsCreated", "OrderCreated")
     flow = flow_of(api, order)
     assert flow is not None and flow["status"] == "stuck"
     assert [(m["step"], m["after"]) for m in flow["missing"]] == [("PointsCreated", "OrderCreated")]
-    wait_until("the webhook", lambda: receiver.received)
+    eventually("the webhook", lambda: receiver.received, timeout=60)
     time.sleep(3)  # several more scans and delivery runs: still one alert, one POST
     assert len(api.get("/api/alerts")["results"]) == 1
     assert receiver.events() == ["alert.opened"]
@@ -172,11 +154,11 @@ def stuck_then_resolved(api: Api, receiver: WebhookReceiver, order: str, created
 
     late = cloudevent("/rewards", "PointsCreated", order, datetime.now(UTC), created_id)
     api.post_events([late])
-    [resolved] = wait_until("the alert to resolve", lambda: api.get("/api/alerts?state=resolved")["results"])
+    [resolved] = eventually("the alert to resolve", lambda: api.get("/api/alerts?state=resolved")["results"], timeout=60)
     assert resolved["id"] == alert["id"]
     flow = flow_of(api, order)
     assert flow is not None and (flow["status"], flow["missing"]) == ("running", [])
-    wait_until("the resolved webhook", lambda: receiver.events() == ["alert.opened", "alert.resolved"], timeout=20)
+    eventually("the resolved webhook", lambda: receiver.events() == ["alert.opened", "alert.resolved"], timeout=20)
 
 
 def test_an_order_whose_rewards_never_react_is_stuck_after_its_learned_deadline_and_resolves_late(tmp_path, receiver):
@@ -197,7 +179,7 @@ def test_an_order_whose_rewards_never_react_is_stuck_after_its_learned_deadline_
             summary = [(f["key"], f["status"], f["stuck_after"], [s["name"] for s in f["steps"]]) for f in flows]
             return f"models {api.get('/api/flow-models')['results']}, flows {summary}\n{server.log()[-3000:]}"
 
-        wait_until("a learned model expecting PointsCreated", learned, explain=explain)
+        eventually("a learned model expecting PointsCreated", learned, explain=explain, timeout=60)
         stuck = order_events("order-stuck", datetime.now(UTC), reactions=("email", "warehouse"))
         api.post_events(stuck)
         stuck_then_resolved(api, receiver, "order-stuck", stuck[0]["id"])
@@ -250,8 +232,8 @@ def test_two_detector_processes_on_one_database_notify_each_stuck_flow_once(tmp_
         add_webhook_channel(first, receiver.url)
         orders = [f"order-{n}" for n in range(30)]
         api.post_events([e for order in orders for e in order_events(order, datetime.now(UTC), reactions=("email",))])
-        wait_until("30 alerts", lambda: len(api.get("/api/alerts?state=open")["results"]) == 30)
-        wait_until("30 webhooks", lambda: len(receiver.received) >= 30)
+        eventually("30 alerts", lambda: len(api.get("/api/alerts?state=open")["results"]) == 30, timeout=60)
+        eventually("30 webhooks", lambda: len(receiver.received) >= 30, timeout=60)
         time.sleep(4)  # both detectors keep scanning and delivering
         keys = sorted(json.loads(body)["alert"]["flow_key"] for _, body in receiver.received)
         assert keys == sorted(orders)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alerts.flowmodel import Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict, percentile, predecessors
+from alerts.flowmodel import Occurrence, Step, learn_flow_model, model_from_dict, model_to_dict, predecessors
 
 CREATED = Step("checkout", "OrderCreated")
 EMAIL = Step("email", "EmailSent")
@@ -70,11 +70,6 @@ def test_the_first_reaction_is_the_one_measured_when_a_step_repeats():
 def test_a_causal_cycle_inside_a_flow_does_not_confuse_predecessors():
     a, b = Occurrence(1, CREATED, T0, (2,)), Occurrence(2, EMAIL, T0 + 1, (1,))
     assert predecessors([a, b]) == {1: [b], 2: [a]}
-
-
-def test_percentile_of_one_value_is_that_value():
-    assert percentile([4.2], 99) == 4.2
-    assert percentile([3, 1, 2], 50) == 2
 
 
 def test_a_model_survives_its_json_form_unchanged():

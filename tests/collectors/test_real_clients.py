@@ -4,7 +4,6 @@ SDK's OTLP exporters (protobuf with and without gzip, and OTLP/JSON) and the Clo
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 
 import pytest
@@ -19,6 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from tests.http import post
 
 pytestmark = pytest.mark.slow
 
@@ -83,12 +84,6 @@ def test_the_opentelemetry_sdk_exporters_deliver_spans_with_everything_kept(serv
     assert len(stored(server, "service", service)) == 2
 
 
-def post(url: str, headers: dict[str, str], body: bytes) -> int:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status
-
-
 @pytest.mark.parametrize("mode", [to_binary, to_structured], ids=["binary", "structured"])
 def test_the_cloudevents_sdk_delivers_events_in_binary_and_structured_mode(server, mode):
     event_id = f"sdk-{uuid.uuid4().hex}"
@@ -104,7 +99,7 @@ def test_the_cloudevents_sdk_delivers_events_in_binary_and_structured_mode(serve
         {"order_id": 1042},
     )
     headers, body = mode(event)
-    assert post(f"{server.url}/v1/events", dict(headers), body) == 202
+    assert post(f"{server.url}/v1/events", body, dict(headers)) == 202
     [row] = stored(server, "event_id", event_id)
     assert (row["kind"], row["name"], row["service"]) == ("event", "OrderCreated", "/checkout")
     assert (row["trace_id"], row["span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")

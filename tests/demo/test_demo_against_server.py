@@ -3,44 +3,40 @@ was put together."""
 
 from __future__ import annotations
 
-import json
-import time
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from demo.catalog import SERVICES
+from tests.http import get_json, read_token
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
-
-
-def _api(server, token: str, path: str) -> Any:
-    request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def _demo_flows(server, token: str, expect_orders: int, context: str, since: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The demo's order flows once correlation has caught up (their count stops changing).
 
     The server is shared with other tests, so only flows active since the demo started count."""
-    deadline, last = time.monotonic() + timeout, None
-    query = "/api/flows?limit=200&since=" + urllib.parse.quote(since)
-    while time.monotonic() < deadline:
-        flows = [flow for flow in _api(server, token, query)["results"] if flow["key"].startswith("order-")]
+    query = f"{server.url}/api/flows?limit=200&since=" + urllib.parse.quote(since)
+    last: list[Any] = [None]
+
+    def settled() -> list[dict[str, Any]] | None:
+        flows = [flow for flow in get_json(query, token=token)["results"] if flow["key"].startswith("order-")]
         signature = sorted((flow["key"], flow["observation_count"]) for flow in flows)
-        if len(flows) >= expect_orders and signature == last:
-            return flows
-        last = signature
-        time.sleep(1.0)
-    raise AssertionError(f"the demo's flows did not settle within {timeout}s: {last}\n{context}\n{server.log()[-3000:]}")
+        done = len(flows) >= expect_orders and signature == last[0]
+        last[0] = signature
+        return flows if done else None
+
+    return eventually(
+        "the demo's flows settle", settled, timeout, every=1.0, explain=lambda: f"{last[0]}\n{context}\n{server.log()[-3000:]}"
+    )
 
 
 def test_the_demo_feeds_a_real_choreoscope_whole_flows_with_a_drop_fault_visible(server):
-    token = server.manage("token", "create", "demo-e2e", "--scope", "read").stdout.strip().splitlines()[-1]
+    token = read_token(server, "demo-e2e")
     demo_started = datetime.now(UTC).isoformat()
     run = server.manage(
         "demo",
@@ -70,7 +66,7 @@ def test_the_demo_feeds_a_real_choreoscope_whole_flows_with_a_drop_fault_visible
     with_rewards = [flow for flow in flows if "rewards" in flow["services"]]
     assert 0 < len(with_rewards) < len(flows), "rewards drops half of its deliveries"
 
-    detail = _api(server, token, f"/api/flows/{everyone[0]['id']}")
+    detail = get_json(f"{server.url}/api/flows/{everyone[0]['id']}", token=token)
     events = {node["name"]: node for node in detail["nodes"] if node["kind"] == "event"}
     assert set(events) >= {
         "OrderCreated",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,14 +46,6 @@ def running_demo(server):
         demo.kill()
 
 
-def eventually(check, timeout: float, every: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check.__doc__ or check}")
-        time.sleep(every)
-
-
 def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_when_it_returns(page, running_demo):
     panel = page.locator("#demo-faults")
     warehouse = panel.locator("form.fault-row[data-service=warehouse]")
@@ -71,7 +63,7 @@ def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_wh
     def waiting() -> int:
         return int(warehouse.locator(".fault-backlog-value").text_content() or 0)
 
-    eventually(panel_shows_the_running_demo, 40, every=1.0)
+    eventually("the panel shows the running demo", panel_shows_the_running_demo, 40, every=1.0)
     assert panel.locator(".demo-faulty").text_content() == "all services healthy"
     panel.locator("summary").click()  # folded while every service is healthy
     expect(warehouse.locator(".fault-state")).to_have_text("running")
@@ -82,12 +74,12 @@ def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_wh
     expect(panel.locator(".demo-faulty")).to_have_text("warehouse offline")
     expect(warehouse.locator(".fault-state")).to_have_text("offline", timeout=10_000)
     # Orders keep coming while nobody in the warehouse reads them (the panel refreshes every 2 s).
-    eventually(lambda: waiting() >= 8, 15)
+    eventually("a backlog of 8 at the offline warehouse", lambda: waiting() >= 8, 15, every=0.25)
 
     warehouse.locator("input[name=offline]").uncheck()
     warehouse.locator("button").click()
     expect(warehouse.locator(".fault-state")).to_have_text("running", timeout=10_000)
-    eventually(lambda: waiting() < 5, 15)
+    eventually("the backlog drains below 5", lambda: waiting() < 5, 15, every=0.25)
 
     running_demo.send_signal(signal.SIGINT)
     output, _ = running_demo.communicate(timeout=20)

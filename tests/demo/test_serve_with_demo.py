@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, wait_for
+from tests.polling import eventually
 
 
 def embedded_env(tmp_path: Path) -> dict[str, str]:
@@ -54,9 +55,7 @@ def test_an_interrupt_stops_the_demo_first_and_keeps_its_last_orders(tmp_path):
         )
         try:
             wait_for(f"http://127.0.0.1:{env['PORT']}/healthz", process=serve)
-            deadline = time.monotonic() + 30
-            while "checkout is up" not in log_path.read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            eventually("the demo's checkout is up", lambda: "checkout is up" in log_path.read_text(), 30)
             time.sleep(4)  # a few orders, some of them in flight when the interrupt comes
             os.killpg(serve.pid, signal.SIGINT)
             # uvicorn re-raises the signal once it has shut down, so the status says SIGINT.
@@ -85,13 +84,11 @@ def test_a_demo_whose_server_is_gone_stops_by_itself(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", launcher], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     demo_pid = int(out.stdout.split()[-1])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not running(demo_pid):
-            return
-        time.sleep(0.2)
-    os.kill(demo_pid, signal.SIGKILL)
-    raise AssertionError("the orphaned demo kept running")
+    try:
+        eventually("the orphaned demo stops by itself", lambda: not running(demo_pid), 30)
+    finally:
+        if running(demo_pid):
+            os.kill(demo_pid, signal.SIGKILL)
 
 
 def running(pid: int) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from tests.live.http import post_event, session_cookie
+from tests.http import post_event, session_cookie
 
 
 def open_socket(server, path: str):

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import TEST_SCREENSHOTS
-from tests.live.http import flow_id_of, post_event, session_cookie
+from tests.http import flow_id_of, post_event, session_cookie
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = TEST_SCREENSHOTS

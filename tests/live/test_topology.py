@@ -2,7 +2,7 @@
 
 import pytest
 
-from tracing.topology import EmittedEvent, Reaction, build_topology, parse_window, percentile, pulses
+from tracing.topology import EmittedEvent, Reaction, build_topology, parse_window, pulses
 
 
 def reaction(event_id: int, consumer: str, latency_ms: float, failed: bool = False, event_type: str = "OrderCreated") -> Reaction:
@@ -57,12 +57,6 @@ def test_pulses_count_what_a_batch_moved_along_each_edge():
         {"source": "service:checkout", "target": "type:OrderCreated", "count": 3},
         {"source": "type:OrderCreated", "target": "service:email", "count": 1},
     ]
-
-
-def test_nearest_rank_percentile():
-    assert percentile([], 0.95) is None
-    assert percentile([5.0], 0.95) == 5.0
-    assert percentile([float(n) for n in range(1, 101)], 0.95) == 95.0
 
 
 def test_windows_are_named_and_anything_else_is_refused_with_the_choices():

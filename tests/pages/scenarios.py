@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.polling import eventually
 from tracing.records import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_CONSUMER,
@@ -455,13 +456,15 @@ def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
     records, missing = SCENARIOS[name](key, **options)
     store_observations(records)
     identities = [r.identity for r in records]
-    deadline = time.monotonic() + 60
-    # A Celery worker may be correlating the same rows; either way, wait until all are in a flow.
-    while Observation.objects.filter(identity__in=identities, flow__isnull=True).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} flow {key} was not correlated within 60 s")
+
+    def all_in_a_flow() -> bool:
+        # A Celery worker may be correlating the same rows; either way, wait until all are in a flow.
+        if not Observation.objects.filter(identity__in=identities, flow__isnull=True).exists():
+            return True
         correlate_pending_observations()
-        time.sleep(0.05)
+        return False
+
+    eventually(f"{name} flow {key} is correlated", all_in_a_flow, 60, every=0.05)
     flow_ids = set(Observation.objects.filter(identity__in=identities).values_list("flow_id", flat=True))
     flow = (
         Flow.objects.get(id__in=flow_ids, merged_into__isnull=True) if len(flow_ids) > 1 else Flow.objects.get(id=flow_ids.pop())

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ROOT, _create_postgres_database, _drop_postgres_database, start_server, stop_server
+from tests.conftest import (
+    ROOT,
+    _create_postgres_database,
+    _drop_postgres_database,
+    celery_worker_command,
+    start_server,
+    stop_server,
+)
 from tests.tracing.test_end_to_end import REACTIONS, api, read_token, run_checkout, wait_for_flow
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -24,23 +30,7 @@ def two_worker_server(tmp_path):
     log = server.log_path.open("ab")
     server.processes.append(
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "choreoscope",
-                "worker",
-                "--pool=solo",
-                "--loglevel=WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"second-{uuid.uuid4().hex[:6]}@%h",
-                "-Q",
-                server.env["CHOREOSCOPE_REDIS_PREFIX"],
-            ],
+            celery_worker_command(server.env["CHOREOSCOPE_REDIS_PREFIX"], f"second-{uuid.uuid4().hex[:6]}@%h"),
             cwd=ROOT,
             env=server.env,
             stdout=log,

@@ -3,9 +3,6 @@ OTLP/HTTP and the CloudEvents SDK posts events; the JSON API answers with one co
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
 import uuid
 
 import pytest
@@ -18,6 +15,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, format_span_id, format_trace_id
+
+from tests.http import get_json, post, read_token
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +61,11 @@ def cloud_event(event_type: str, source: str, key: str, emitter, cause: str | No
 
 def post_event(server, event: CloudEvent) -> None:
     headers, body = to_structured(event)
-    request = urllib.request.Request(f"{server.url}/v1/events", data=body, headers=dict(headers), method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 202
+    assert post(f"{server.url}/v1/events", body, dict(headers)) == 202
 
 
 def api(server, path: str, token: str) -> dict:
-    request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def read_token(server) -> str:
-    return server.manage("token", "create", f"reader-{uuid.uuid4().hex[:6]}", "--scope", "read").stdout.strip().splitlines()[-1]
+    return get_json(f"{server.url}{path}", token=token)
 
 
 def run_checkout(server, key: str) -> int:
@@ -117,14 +109,15 @@ def run_checkout(server, key: str) -> int:
 
 
 def wait_for_flow(server, key: str, token: str, nodes: int, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        listing = api(server, f"/api/flows?key={key}", token)["results"]
-        if len(listing) == 1 and listing[0]["observation_count"] == nodes:
-            return api(server, f"/api/flows/{listing[0]['id']}", token)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"flow {key} did not come together: {listing}")
-        time.sleep(0.2)
+    def listing() -> list[dict]:
+        return api(server, f"/api/flows?key={key}", token)["results"]
+
+    def whole() -> list[dict] | None:
+        found = listing()
+        return found if len(found) == 1 and found[0]["observation_count"] == nodes else None
+
+    flow = eventually(f"flow {key} comes together", whole, timeout, explain=listing)[0]
+    return api(server, f"/api/flows/{flow['id']}", token)
 
 
 def test_a_checkout_across_four_traces_comes_back_as_one_connected_flow(server):

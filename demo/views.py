@@ -1,4 +1,4 @@
-"""The demo shop's faults panel: read the current faults (JSON) and change them (POST)."""
+"""The demo shop's faults panel on the overview: read the current faults (JSON) and change them (POST)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _done(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def demo_faults(request: HttpRequest) -> HttpResponse:
+def faults(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse(panel_state())
     form = FaultForm(request.POST)
@@ -38,6 +38,6 @@ def demo_faults(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def demo_heal(request: HttpRequest) -> HttpResponse:
+def heal(request: HttpRequest) -> HttpResponse:
     clear_all_faults()
     return _done(request)
