@@ -46,15 +46,6 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 APPS = frozenset(MAY_IMPORT)
 PROJECT_MAY_IMPORT_FROM_APPS = frozenset({"urls", "routing"})
 
-# Imports that break the rule today, in code being reworked at the same time: (importing module,
-# imported module) → why it is still here. Empty it as those files are fixed; do not add to it.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("dashboard.live_feed", "dashboard.views.flows"): "the live flow message borrows the flow page's linked-flows "
-    "shaping (with_linked_flows); it leaves the view when the socket and the API share one flow shape",
-    ("alerts.selectors", "alerts.services"): "reads take UNRESOLVED and the rule lists (declared_rules, learned_rules) "
-    "from the write side; they move beside the models or into selectors with the alerts rework",
-}
-
 
 @dataclass(frozen=True)
 class Violation:
@@ -134,19 +125,11 @@ def project_modules() -> Iterator[tuple[str, Path]]:
             yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
 
 
-def _known(violation: Violation) -> bool:
-    return any(
-        violation.module == importer and (violation.imported + ".").startswith(imported + ".")
-        for importer, imported in KNOWN_VIOLATIONS
-    )
-
-
 def test_no_module_imports_against_the_direction_of_the_apps():
     violations = [
         str(violation)
         for module, path in project_modules()
         for violation in upward_imports(module, path.read_text(), is_package=path.name == "__init__.py")
-        if not _known(violation)
     ]
     assert violations == [], "imports against the direction (see this test's docstring):\n" + "\n".join(violations)
 
