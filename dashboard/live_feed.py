@@ -424,10 +424,15 @@ def on_alerts_changed(
     sender: object = None, opened: Any = (), acknowledged: Any = (), resolved: Any = (), **kwargs: object
 ) -> None:
     """Receiver of ``alerts.signals.alerts_changed`` (sent after the commit): the changed alerts
-    with the fresh incident groups and counts, to the alerts group."""
+    with the fresh incident groups and counts, to the alerts group; and to the pages of flows
+    that just became stuck, their new state (a flow that recovers changed, and was sent, with
+    the observation that made it good)."""
     ids = sorted({*opened, *acknowledged, *resolved})[-DELTA_ALERTS:]
     if ids:
         publish(ALERTS_GROUP, alerts_view(ids))
+    if opened:
+        stuck = list(Alert.objects.filter(id__in=list(opened)).values_list("flow_id", flat=True))
+        publish_many(flow_updates(stuck, [], {}))
 
 
 # --- Sessions -----------------------------------------------------------------------------------

@@ -242,6 +242,30 @@ async def test_a_flow_socket_opens_with_the_flow_and_delivers_a_new_reaction():
     await page.disconnect()
 
 
+async def test_a_flow_socket_hears_when_its_flow_becomes_stuck():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts.models import DeclaredFlow
+    from alerts.services import scan_stuck_flows
+
+    declared = await DeclaredFlow.objects.acreate(flow_type="OrderCreated")
+    await declared.expectations.acreate(after="OrderCreated", steps=["rewards/PointsCreated"], within_seconds=1)
+    await aingest(event("OrderCreated", "checkout", "order-77"))
+    flow = await Flow.objects.aget(key="order-77")
+    page = await connect(f"/ws/flows/{flow.id}/")
+    snapshot = await page.receive_json_from(timeout=3)
+    assert (snapshot["flow"]["status"], snapshot["flow"]["missing"]) == ("running", [])
+
+    await sync_to_async(scan_stuck_flows)(timezone.now() + timedelta(seconds=5))
+    delta = await receive_until(page, "delta")
+    assert delta["flow"]["status"] == "stuck"
+    assert [(m["step"], m["service"]) for m in delta["flow"]["missing"]] == [("PointsCreated", "rewards")]
+    assert delta["new"] == []
+    await page.disconnect()
+
+
 async def test_a_flow_socket_hears_nothing_of_other_flows():
     await aingest(event("OrderCreated", "checkout", "order-50"))
     flow = await Flow.objects.aget(key="order-50")
