@@ -39,3 +39,9 @@ def test_development_installs_the_demo_and_routes_its_panel(tmp_path):
     )
     result = _manage("shell", "--no-imports", "-c", code, env={"CHOREOSCOPE_DATA_DIR": str(tmp_path)})
     assert result.stdout.split() == ["True", "/demo/faults/"], result.stderr
+
+
+def test_serve_refuses_the_demo_where_it_is_not_installed(tmp_path):
+    result = _manage("serve", "--demo", "--port", "0", env={**PRODUCTION, "CHOREOSCOPE_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "--demo needs the demo app" in result.stderr

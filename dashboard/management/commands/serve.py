@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from uvicorn.supervisors import Multiprocess
@@ -77,6 +78,8 @@ class Command(BaseCommand):
             # The in-memory channel layer and in-process tasks live in one process; several
             # processes need Redis to share live updates and work.
             raise CommandError("--workers above 1 needs REDIS_URL; the embedded mode serves from one process.")
+        if options["demo"] and not apps.is_installed("demo"):
+            raise CommandError("--demo needs the demo app, which production settings (CHOREOSCOPE_ENV=production) leave out.")
         sockets = [listening_socket(host, port)]
         if otlp_port and otlp_port != port:
             sockets.append(listening_socket(host, otlp_port))
