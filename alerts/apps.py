@@ -10,8 +10,9 @@ log = logging.getLogger(__name__)
 
 
 def recompute_deadlines(sender: Any, flow_ids: Any = (), observation_ids: Any = (), merged: Any = None, **kwargs: Any) -> None:
-    """Deadlines on write: runs inside the correlation transaction (tracing.signals). A savepoint
-    keeps a failure here from undoing the correlation; the next change or model refresh retries."""
+    """Deadlines on write: runs inside the correlation transaction (tracing.signals) and writes
+    only alerts' own tables (the watch over each changed flow). A savepoint keeps a failure here
+    from undoing the correlation; the next change or model refresh retries."""
     from alerts.services import on_flows_changed
 
     try:

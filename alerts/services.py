@@ -137,7 +137,7 @@ def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> N
         named = frozenset((m.get("step"), m.get("service")) for m in old.missing) if old else frozenset()
         dues = pending(traces[flow_id], rules[flow_type], started_at.timestamp()) if flow_id in traces else []
         new = next_watch(dues, now.timestamp(), was_stuck, named)
-        if watch_row(new, now) != watch_row_of(old):
+        if watch_row(new) != watch_row_of(old):
             changes[flow_id] = new
         if was_stuck and not (new and new.stuck):
             recovered[flow_id] = shown_status(status, new is not None, False)
@@ -147,7 +147,8 @@ def refresh_deadlines(flow_ids: Iterable[int], now: datetime | None = None) -> N
         resolve_alerts(sorted(recovered), now)
 
 
-def watch_row(watch: Watch | None, now: datetime) -> tuple[Any, ...] | None:
+def watch_row(watch: Watch | None) -> tuple[Any, ...] | None:
+    """A watch as its row stores it (to compare with ``watch_row_of`` and write)."""
     if watch is None:
         return None
     deadline = as_time(watch.deadline) if watch.deadline is not None else None
@@ -163,7 +164,7 @@ def write_watches(changes: dict[int, Watch | None], now: datetime) -> None:
     gone = sorted(flow_id for flow_id, watch in changes.items() if watch is None)
     if gone:
         FlowWatch.objects.filter(flow_id__in=gone).delete()
-    rows = [(flow_id, *row, now) for flow_id, watch in changes.items() if (row := watch_row(watch, now)) is not None]
+    rows = [(flow_id, *row, now) for flow_id, watch in changes.items() if (row := watch_row(watch)) is not None]
     if rows:
         upsert_watches(rows)
 

@@ -55,15 +55,24 @@ def setup_django(name: str = DATABASE, redis_url: str | None = None) -> None:
 
 SEED_FLOWS = """
 INSERT INTO tracing_flow (id, key, type, status, started_at, last_seen_at, services, steps, observation_count, error_count,
-                          root_trace_id, missing, updated_at)
-SELECT g, 'order-' || g, 'order', (ARRAY['running','completed','completed','completed','failed','stuck'])[1 + g %% 6],
+                          root_trace_id, updated_at)
+SELECT g, 'order-' || g, 'order', (ARRAY['running','completed','completed','completed','failed','running'])[1 + g %% 6],
        to_timestamp(%(t0)s + g * 0.05), to_timestamp(%(t0)s + g * 0.05 + 2),
        CASE WHEN g %% 50 = 0 THEN '["checkout","email","warehouse","rewards","fraud-check"]'::jsonb
             ELSE '["checkout","email","warehouse","rewards"]'::jsonb END,
        '[{"name":"OrderCreated","service":"checkout"},{"name":"EmailSent","service":"email"},
          {"name":"ShipmentPrepared","service":"warehouse"},{"name":"PointsCreated","service":"rewards"}]'::jsonb,
-       11, CASE WHEN g %% 6 = 4 THEN 1 ELSE 0 END, md5(g::text), '[]'::jsonb, now()
+       11, CASE WHEN g %% 6 = 4 THEN 1 ELSE 0 END, md5(g::text), now()
 FROM generate_series(%(first)s, %(last)s) AS g
+"""
+
+# One flow in six is stuck (alerts' watch over it), one in six still due.
+SEED_WATCHES = """
+INSERT INTO alerts_flowwatch (flow_id, deadline, stuck, missing, changed_at)
+SELECT g, to_timestamp(%(t0)s + g * 0.05 + 120), g %% 6 = 5,
+       CASE WHEN g %% 6 = 5 THEN '[{"step":"PointsCreated","service":"rewards","after":"OrderCreated"}]'::jsonb
+            ELSE '[]'::jsonb END, now()
+FROM generate_series(%(first)s, %(last)s) AS g WHERE g %% 6 IN (0, 5)
 """
 
 # Observation i of flow f has id f * 11 + i: 0 POST /checkout, 1 producer span, 2 OrderCreated, then for
@@ -128,7 +137,7 @@ def seed_observations(target: int) -> dict[str, Any]:
     for low in range(first, first + flows, step):
         params = {"first": low, "last": min(low + step, first + flows) - 1, "t0": t0 - first * 0.05}
         with transaction.atomic(), connection.cursor() as cursor:
-            for statement in (SEED_FLOWS, SEED_OBSERVATIONS, SEED_EDGES, SEED_FACETS):
+            for statement in (SEED_FLOWS, SEED_WATCHES, SEED_OBSERVATIONS, SEED_EDGES, SEED_FACETS):
                 cursor.execute(statement, params)
     with connection.cursor() as cursor:
         for table in ("tracing_flow", "tracing_observation"):

@@ -11,8 +11,9 @@ Receivers must be cheap (they run on the ingestion path) and defer anything they
 - ``flow_ids``: ids of the surviving flows whose observations, edges or summary changed;
 - ``observation_ids``: ids of the observations correlated in this batch;
 - ``merged``: {absorbed flow id: surviving flow id} for flows merged in this batch.
-Receivers that write (stuck deadlines) do so in the same transaction; receivers that broadcast
-must defer with ``transaction.on_commit``.
+Receivers that write do so in the same transaction, and only to their own app's tables (alerts
+recomputes its watch over the flows; it never writes a flow); receivers that broadcast must defer
+with ``transaction.on_commit``.
 """
 
 from django.dispatch import Signal
