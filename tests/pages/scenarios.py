@@ -448,7 +448,7 @@ SCENARIOS = {"checkout": checkout, "shipped": shipped, "failed": failed, "xss": 
 def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
     from django.db import transaction
 
-    from alerts.models import FlowWatch
+    from alerts.models import FlowFlip, FlowWatch
     from tracing.models import Flow, Observation
     from tracing.services import correlate_pending_observations
     from tracing.store import store_observations
@@ -474,6 +474,7 @@ def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
         # the scenario states the outcome directly so that pages can be tested in isolation.
         with transaction.atomic():
             FlowWatch.objects.update_or_create(flow_id=flow.id, defaults={"stuck": True, "missing": missing})
+            FlowFlip.objects.create(flow_id=flow.id, old_status="running", new_status="stuck", missing=missing)
     return {"flow_id": flow.id, "key": flow.key, "observations": len(records)}
 
 
