@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from collectors.streams import StreamTap
+from collectors.taps.redis_streams import StreamTap
 from tracing.store import store_observations
 
 HELP = """Read CloudEvents from Redis Streams through a consumer group and store them.
