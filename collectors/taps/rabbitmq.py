@@ -142,7 +142,9 @@ class RabbitTap(Tap):
 
     def _receive(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         self._inbox.append(
-            AmqpMessage(method.delivery_tag, method.exchange, method.routing_key, properties.headers, properties.content_type, body)
+            AmqpMessage(
+                method.delivery_tag, method.exchange, method.routing_key, properties.headers, properties.content_type, body
+            )
         )
 
     def fetch(self) -> list[AmqpMessage]:

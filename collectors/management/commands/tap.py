@@ -129,7 +129,11 @@ class Command(BaseCommand):
             return rabbit, lambda: None, f"Tapping exchange(s) {exchanges} through queue {options['queue']}."
         if options["source"] == "nats":
             nats = NatsTap(
-                url=options["url"], streams=options["streams"], durable=options["durable"], block_seconds=options["block"], **common
+                url=options["url"],
+                streams=options["streams"],
+                durable=options["durable"],
+                block_seconds=options["block"],
+                **common,
             )
             streams = ", ".join(options["streams"])
             return nats, lambda: None, f"Tapping stream(s) {streams} as durable consumer {options['durable']}."
