@@ -138,7 +138,7 @@ class NatsTap(Tap):
 
         try:
             messages = await self._subscriptions[stream].fetch(self.batch_size, timeout=self.block_seconds)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when nothing came
             return []
         return [Fetched(stream, message) for message in messages]
 
