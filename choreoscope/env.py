@@ -123,7 +123,9 @@ def env_url(name: str, default: str, schemes: tuple[str, ...], environ: Mapping[
     url = env_str(name, environ=environ) or default
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
-        raise ImproperlyConfigured(f"{name} {url!r} must be a URL starting with {' or '.join(f'{s}://' for s in schemes)} and naming a host.")
+        raise ImproperlyConfigured(
+            f"{name} {url!r} must be a URL starting with {' or '.join(f'{s}://' for s in schemes)} and naming a host."
+        )
     return url
 
 

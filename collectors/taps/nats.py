@@ -21,6 +21,7 @@ so the tap drives its own event loop, one call at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +139,7 @@ class NatsTap(Tap):
 
         try:
             messages = await self._subscriptions[stream].fetch(self.batch_size, timeout=self.block_seconds)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when nothing came
+        except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either when nothing came
             return []
         return [Fetched(stream, message) for message in messages]
 
@@ -165,10 +166,8 @@ class NatsTap(Tap):
     def disconnect(self) -> None:
         client, self._client, self._subscriptions = self._client, None, {}
         if client is not None and self._loop is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection is being dropped anyway
                 self._call(client.close())
-            except Exception:  # noqa: S110 - a broken connection is being dropped anyway
-                pass
         if self._loop is not None:
             self._loop.close()
             self._loop = None

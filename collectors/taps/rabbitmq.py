@@ -17,6 +17,7 @@ or a lost connection is delivered again, and the idempotent store keeps one copy
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 from collections.abc import Mapping
@@ -175,10 +176,8 @@ class RabbitTap(Tap):
     def disconnect(self) -> None:
         connection, self._connection, self._channel, self._inbox = self._connection, None, None, []
         if connection is not None and connection.is_open:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection is being dropped anyway
                 connection.close()
-            except Exception:  # noqa: S110 - a broken connection is being dropped anyway
-                pass
 
 
 def queue_depths(url: str, queues: list[str]) -> dict[str, dict[str, int]]:

@@ -75,3 +75,16 @@ def http_flow_shape(client: Any, key: str) -> dict[str, Any]:
         answer = client.post("/v1/events", event.structured(with_traceparent=True), content_type="application/cloudevents+json")
         assert answer.status_code == 202, answer.content
     return flow_shape(client, key)
+
+
+def count_polls(tap: Any) -> list[int]:
+    """Record what each of ``tap``'s polls handled, so a test can stop it after some batches."""
+    polls: list[int] = []
+    original = tap.poll
+
+    def poll() -> int:
+        polls.append(original())
+        return polls[-1]
+
+    tap.poll = poll
+    return polls

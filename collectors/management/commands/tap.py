@@ -66,8 +66,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         kinds = parser.add_subparsers(dest="source", required=True, metavar="KIND", title="kinds of bus")
-        formatting = {"formatter_class": RawDescriptionHelpFormatter}
-        redis = kinds.add_parser("redis-stream", help="Redis Streams", description=REDIS_HELP, **formatting)
+        redis = kinds.add_parser(
+            "redis-stream", help="Redis Streams", description=REDIS_HELP, formatter_class=RawDescriptionHelpFormatter
+        )
         redis.add_argument("streams", nargs="+", metavar="STREAM")
         redis.add_argument("--redis-url", default=settings.REDIS_URL, help="default: REDIS_URL")
         redis.add_argument("--group", default="choreoscope", help="consumer group (created when missing)")
@@ -82,13 +83,17 @@ class Command(BaseCommand):
             "--claim-idle", type=float, default=60.0, help="seconds before another consumer's pending entries are claimed"
         )
 
-        rabbitmq = kinds.add_parser("rabbitmq", help="RabbitMQ exchanges", description=RABBITMQ_HELP, **formatting)
+        rabbitmq = kinds.add_parser(
+            "rabbitmq", help="RabbitMQ exchanges", description=RABBITMQ_HELP, formatter_class=RawDescriptionHelpFormatter
+        )
         rabbitmq.add_argument("exchanges", nargs="+", metavar="EXCHANGE")
         rabbitmq.add_argument("--url", default=settings.RABBITMQ_URL, help="default: CHOREOSCOPE_RABBITMQ_URL")
         rabbitmq.add_argument("--binding-key", default="#", help="binding key to each exchange (default: #, everything)")
         rabbitmq.add_argument("--queue", default=DEFAULT_QUEUE, help="the tap's durable queue; keep it stable across restarts")
 
-        nats = kinds.add_parser("nats", help="NATS JetStream streams", description=NATS_HELP, **formatting)
+        nats = kinds.add_parser(
+            "nats", help="NATS JetStream streams", description=NATS_HELP, formatter_class=RawDescriptionHelpFormatter
+        )
         nats.add_argument("streams", nargs="+", metavar="STREAM")
         nats.add_argument("--url", default=settings.NATS_URL, help="default: CHOREOSCOPE_NATS_URL")
         nats.add_argument("--durable", default=DEFAULT_DURABLE, help="the tap's durable consumer; keep it stable across restarts")
