@@ -118,6 +118,17 @@ def database_from_url(url: str) -> dict[str, object]:
     }
 
 
+def env_url(name: str, default: str, schemes: tuple[str, ...], environ: Mapping[str, str] = os.environ) -> str:
+    """A URL whose scheme is one of ``schemes`` (e.g. a broker's ``amqp://`` or ``nats://``)."""
+    url = env_str(name, environ=environ) or default
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} {url!r} must be a URL starting with {' or '.join(f'{s}://' for s in schemes)} and naming a host."
+        )
+    return url
+
+
 def check_redis_url(url: str) -> str:
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(f"REDIS_URL {url!r} must start with redis://, rediss:// or unix://.")

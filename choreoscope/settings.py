@@ -24,6 +24,7 @@ from choreoscope.env import (
     env_list,
     env_required,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -121,6 +122,11 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Event-bus taps (`manage.py tap rabbitmq|nats`) ----------------------------------------------
+
+RABBITMQ_URL = env_url("CHOREOSCOPE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", ("amqp", "amqps"))
+NATS_URL = env_url("CHOREOSCOPE_NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls"))
 
 # --- Redis: channel layer, cache, Celery ------------------------------------------------------
 

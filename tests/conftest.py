@@ -41,6 +41,8 @@ CHROMIUM_ARGS = [
 ]
 REQUIRE_SERVICES = os.environ.get("CHOREOSCOPE_REQUIRE_SERVICES") == "1"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+# Brokers the taps' tests publish to (started by .ci/run); their tests run in the services phase.
+BROKERS = {"rabbitmq": ("127.0.0.1", 5672), "nats": ("127.0.0.1", 4222)}
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -58,6 +60,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL + Redis phase of `make test`"))
         if "redis" in item.keywords and not redis_url:
             item.add_marker(pytest.mark.skip(reason="needs Redis: runs in the PostgreSQL + Redis phase of `make test`"))
+        for broker, (host, port) in BROKERS.items():
+            if broker in item.keywords and not REQUIRE_SERVICES and not (database_url and _reachable(host, port)):
+                item.add_marker(pytest.mark.skip(reason=f"needs {broker} on {host}:{port}: runs in the PostgreSQL + Redis phase"))
         if "browser" in item.keywords and not Path(CHROMIUM).exists():
             if REQUIRE_SERVICES or os.environ.get("CI"):
                 continue  # the browser fixture fails loudly

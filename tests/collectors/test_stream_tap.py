@@ -10,7 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from collectors.streams import BadEntry, StreamTap, entry_event, entry_record
+from collectors.taps.redis_streams import BadEntry, StreamTap, entry_event, entry_record
 from tests.collectors.payloads import cloudevent
 from tracing.models import Observation
 from tracing.store import store_observations

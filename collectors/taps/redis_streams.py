@@ -1,4 +1,4 @@
-"""The event-bus tap: CloudEvents published on Redis Streams, read through a consumer group.
+"""The Redis Streams tap: CloudEvents published on Redis Streams, read through a consumer group.
 
 An entry holds either a structured CloudEvent (JSON) in one field named ``cloudevent`` or
 ``event``, or one field per attribute (``specversion``, ``id``, ``source``, ``type``, optional
@@ -9,25 +9,28 @@ Delivery: an entry is acknowledged only after its batch is committed. Entries th
 but never acknowledged (a crash) are read again first on restart; entries left pending by another
 consumer for longer than ``claim_idle_ms`` are claimed (XAUTOCLAIM). A bad entry is reported and
 acknowledged, so one poison message never stops the tap.
+
+``stream_lag`` says how far every consumer group of a stream is behind (for the map and
+``/metrics``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.cloudevents import binary_data, event_problems, event_record
+from collectors.cloudevents import binary_data
+from collectors.taps.base import BadMessage, Settled, Tap, validated_record
 from tracing.records import ObservationRecord
 
-logger = logging.getLogger(__name__)
 STRUCTURED_FIELDS = ("cloudevent", "event")
+LAG_COUNT_LIMIT = 10_000  # a lag is reported as "at least this" beyond it
 
 
-class BadEntry(Exception):
+class BadEntry(BadMessage):
     """An entry that is not a valid CloudEvent; the message says why."""
 
 
@@ -63,11 +66,12 @@ def entry_event(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
 
 
 def entry_record(fields: Mapping[bytes | str, bytes | str], received_ns: int) -> ObservationRecord:
-    event = entry_event(fields)
-    problems = event_problems(event)
-    if problems:
-        raise BadEntry("; ".join(problems))
-    return event_record(event, received_ns)
+    try:
+        return validated_record(entry_event(fields), received_ns)
+    except BadEntry:
+        raise
+    except BadMessage as error:
+        raise BadEntry(str(error)) from None
 
 
 @dataclass
@@ -98,8 +102,10 @@ def _name(value: bytes | str) -> str:
 
 
 @dataclass
-class StreamTap:
+class StreamTap(Tap):
     """Reads ``streams`` as ``consumer`` of ``group`` and stores what it reads, batch by batch."""
+
+    kind = "redis-stream"
 
     client: Any  # redis.Redis
     streams: list[str]
@@ -113,6 +119,8 @@ class StreamTap:
     start_id: str = "0"
     stored: int = 0
     rejected: int = 0
+    _recovered: bool = False
+    _last_claim: float = 0.0
 
     def ensure_groups(self) -> None:
         import redis
@@ -128,14 +136,11 @@ class StreamTap:
         """Store a batch and acknowledge it; the number of entries handled."""
         normalised = [(_name(stream), [(_name(entry_id), fields) for entry_id, fields in items]) for stream, items in entries]
         outcome = decode_entries(normalised)
-        for stream, entry_id, reason in outcome.bad:
-            self.report(f"{stream} {entry_id}: {reason}")
-        if outcome.records:
-            self.store(outcome.records)  # commits; raises on failure, and nothing is acknowledged
+        settled: Settled[tuple[str, str]] = Settled(outcome.records)
+        settled.rejected = [((stream, entry_id), reason) for stream, entry_id, reason in outcome.bad]
+        self.settle(settled, describe=lambda entry: f"{entry[0]} {entry[1]}")  # nothing is acknowledged if it raises
         for stream, ids in outcome.ids.items():
             self.client.xack(stream, self.group, *ids)
-        self.stored += len(outcome.records)
-        self.rejected += len(outcome.bad)
         return sum(len(ids) for ids in outcome.ids.values())
 
     def pending_of_mine(self) -> int:
@@ -169,22 +174,34 @@ class StreamTap:
         )
         return self.handle(entries) if entries else 0
 
-    def run(self, should_stop: Callable[[], bool], exit_when_idle: bool = False, retry_seconds: float = 2.0) -> None:
+    def connect(self) -> None:
         self.ensure_groups()
-        recovered = False
-        last_claim = 0.0
-        while not should_stop():
-            try:
-                if not recovered:
-                    self.pending_of_mine()
-                    recovered = True
-                if time.monotonic() - last_claim > self.claim_idle_ms / 1000:
-                    self.claim_abandoned()
-                    last_claim = time.monotonic()
-                if not self.read_new() and exit_when_idle:
-                    return
-            except Exception as error:  # the database or Redis is down: keep the entries pending, retry
-                logger.warning("Tap batch not stored, will retry: %s", error)
-                self.report(f"batch not stored ({error}); retrying in {retry_seconds:g}s")
-                recovered = False
-                time.sleep(retry_seconds)
+        self._recovered = False  # after a failure, what was read but not acknowledged comes first
+
+    def poll(self) -> int:
+        handled = 0
+        if not self._recovered:
+            handled += self.pending_of_mine()
+            self._recovered = True
+        if time.monotonic() - self._last_claim > self.claim_idle_ms / 1000:
+            handled += self.claim_abandoned()
+            self._last_claim = time.monotonic()
+        return handled + self.read_new()
+
+
+def stream_lag(client: Any, stream: str) -> dict[str, dict[str, int]]:
+    """{consumer group: {"lag": entries not yet delivered to it, "pending": delivered but not
+    acknowledged}} for one stream; empty when the stream does not exist. Undelivered entries are
+    counted from the group's last-delivered id (at most ``LAG_COUNT_LIMIT``) rather than taken from
+    XINFO's ``lag``, which Redis 7.0 can report stale."""
+    import redis
+
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return {}
+    lags = {}
+    for info in groups:
+        undelivered = client.xrange(stream, min=f"({_name(info['last-delivered-id'])}", max="+", count=LAG_COUNT_LIMIT)
+        lags[_name(info["name"])] = {"lag": len(undelivered), "pending": int(info.get("pending") or 0)}
+    return lags
