@@ -50,6 +50,7 @@ SEVERITY_ENUM = {name: int(number) for name, number in SeverityNumber.items()}
 # log record keeps its id, so a consumer span's ``cloudevents.event_id`` finds it).
 EVENT_ID_ATTRIBUTES = ("cloudevents.event_id", "event.id")
 EVENT_SOURCE_ATTRIBUTE = "cloudevents.event_source"
+MAX_JSON_DEPTH = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,15 +288,28 @@ def _decode_json_document(document: Any, received_ns: int) -> LogBatch:
     return batch
 
 
+def nesting_depth_exceeds(document: Any, limit: int) -> bool:
+    """Whether JSON containers nest deeper than ``limit`` (walked without recursion)."""
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def decode_logs_json(body: bytes, received_ns: int | None = None) -> LogBatch:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
         raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
-    try:
-        return _decode_json_document(document, received_ns or time.time_ns())
-    except RecursionError:
-        raise OtlpDecodeError("The body is nested too deeply to be an ExportLogsServiceRequest.") from None
+    # About as deep as protobuf's limit of 100 nested messages lets a value nest (three JSON
+    # containers per level of AnyValue): deeper values cannot be stored (or walked) safely.
+    if nesting_depth_exceeds(document, MAX_JSON_DEPTH):
+        raise OtlpDecodeError(f"The body nests JSON objects and arrays more than {MAX_JSON_DEPTH} levels deep.")
+    return _decode_json_document(document, received_ns or time.time_ns())
 
 
 def decode_logs(body: bytes, content_type: str) -> LogBatch:
