@@ -2,7 +2,7 @@
 beside HTTP.
 
 grpcio runs each call in a thread of its own pool, where Django's database access is ordinary
-synchronous code; the connection is released after every call, as Django does after a request.
+synchronous code; the thread's connection is closed after every call.
 Requests reach us still serialized (no deserializer is registered), so they are decoded by the
 same function as OTLP/HTTP protobuf bodies and go through the same checks and the same store:
 ``collectors.ingestion.receive_otlp_grpc``. gRPC itself undoes gzip and enforces the body limit
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from django.db import close_old_connections
+from django.db import connections
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
@@ -78,7 +78,8 @@ def export_handler(signal: OtlpSignal) -> Callable[[bytes, grpc.ServicerContext]
         try:
             return answer(receive_otlp_grpc(signal, request, authorization_of(context)), context)
         finally:
-            close_old_connections()
+            # A pool thread may sit idle for long: it keeps no connection between calls.
+            connections.close_all()
 
     return export
 
