@@ -215,3 +215,10 @@ def test_grpc_refuses_messages_over_the_body_limit_even_when_compressed(channel)
         raw_logs_export(channel)(big, timeout=10, compression=grpc.Compression.Gzip)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert Observation.objects.count() == 0
+
+
+def test_a_grpc_port_already_taken_is_an_error_not_a_shared_port(grpc_target):
+    from collectors.otlp_grpc import GrpcBindError
+
+    with pytest.raises(GrpcBindError, match="Cannot listen on"):
+        start_otlp_grpc("127.0.0.1", int(grpc_target.rsplit(":", 1)[1]), 1024)
