@@ -175,7 +175,7 @@ def free_port() -> int:
 @contextmanager
 def serving(env: dict[str, str], workers: int, log: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
-    args = [PYTHON, "manage.py", "serve", "--no-demo", "--port", str(port), "--otlp-port", "0"]
+    args = [PYTHON, "manage.py", "serve", "--no-demo", "--port", str(port), "--otlp-port", "0", "--otlp-grpc-port", "0"]
     if workers > 1:
         args += ["--workers", str(workers)]
     with log.open("ab") as output:

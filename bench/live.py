@@ -109,7 +109,7 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
         with (workdir / "server.log").open("ab") as log:
             processes = [
                 subprocess.Popen(
-                    [PYTHON, "manage.py", "serve", "--no-demo", "--port", str(port), "--otlp-port", "0"],
+                    [PYTHON, "manage.py", "serve", "--no-demo", "--port", str(port), "--otlp-port", "0", "--otlp-grpc-port", "0"],
                     cwd=ROOT,
                     env=env,
                     stdout=log,

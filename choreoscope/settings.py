@@ -292,6 +292,11 @@ LOGGING = {
 BIND_HOST = env_str("HOST") or "127.0.0.1"
 PORT = env_int("PORT", 8000, minimum=1)
 OTLP_PORT = env_int("OTLP_PORT", 4318, minimum=0)
+# OTLP/gRPC (traces and logs) on 4317, the OpenTelemetry SDKs' and Collectors' default; 0 disables.
+OTLP_GRPC_PORT = env_int("OTLP_GRPC_PORT", 4317, minimum=0)
+# What starts the OTLP/gRPC server, named as a string as ASGI_APPLICATION is: the serve command
+# belongs to the dashboard, which does not import the collectors.
+OTLP_GRPC_SERVER = "collectors.otlp_grpc.start_otlp_grpc"
 # Server processes for `manage.py serve` (above 1 needs REDIS_URL).
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
 # Start the demo shop beside the server; without the demo app (production) there is none to start.

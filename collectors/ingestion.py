@@ -12,15 +12,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from django.conf import settings
 from django.db import DataError, InterfaceError, OperationalError, close_old_connections
 from django.http import HttpRequest
 
-from collectors import admission, cloudevents, otlp
+from collectors import admission, cloudevents, otlp, otlp_logs
 from collectors.bodies import BodyError, decompress, parse_media_type
 from collectors.metrics import INGEST_REQUESTS, INGESTED_OBSERVATIONS
-from tokens.auth import check_bearer
+from tokens.auth import check_authorization
 from tracing.records import ObservationRecord
 from tracing.store import StoreResult, store_observations
 
@@ -47,7 +48,12 @@ class Refusal(Exception):
 
 
 def check_token(request: HttpRequest) -> None:
-    check = check_bearer(request, "ingest", required=settings.INGEST_AUTH == "required")
+    check_authorization_value(request.headers.get("Authorization", ""))
+
+
+def check_authorization_value(authorization: str) -> None:
+    """An ingest token in an ``Authorization`` header or gRPC metadata value, as settings demand."""
+    check = check_authorization(authorization, "ingest", required=settings.INGEST_AUTH == "required")
     if check.error:
         raise Refusal(401, check.error)
 
@@ -101,10 +107,44 @@ def retry_headers(refusal: Refusal) -> dict[str, str]:
     return {"Retry-After": str(settings.RETRY_AFTER_SECONDS)} if refusal.retry else {}
 
 
-# --- OTLP/HTTP traces --------------------------------------------------------------------------
+# --- OTLP: traces and logs, over HTTP and gRPC -------------------------------------------------
 
 
-def receive_traces(request: HttpRequest) -> Reply:
+class OtlpBatch(Protocol):
+    records: list[ObservationRecord]
+    rejected: int
+
+    @property
+    def error_message(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpSignal:
+    """What differs between OTLP traces and logs; everything else is shared."""
+
+    endpoint: str
+    kind: str  # of the observations stored, for the ingestion counters
+    decode: Callable[[bytes, str], OtlpBatch]
+    answer: Callable[[str, int, str], bytes]  # an Export*ServiceResponse (content type, rejected, message)
+
+
+TRACES = OtlpSignal("traces", "span", otlp.decode_traces, otlp.export_response)
+LOGS = OtlpSignal("logs", "event", otlp_logs.decode_logs, otlp_logs.logs_export_response)
+
+
+def export_otlp(signal: OtlpSignal, body: bytes, encoding: str) -> bytes:
+    """Back-pressure, decode, store: the part of an OTLP export HTTP and gRPC share. Returns the
+    Export*ServiceResponse, once the records are committed."""
+    check_capacity()
+    try:
+        batch = signal.decode(body, encoding)
+    except otlp.OtlpDecodeError as error:
+        raise Refusal(400, str(error)) from None
+    store(batch.records, signal.kind)
+    return signal.answer(otlp.answer_content_type(encoding), batch.rejected, batch.error_message)
+
+
+def receive_otlp(request: HttpRequest, signal: OtlpSignal) -> Reply:
     essence = parse_media_type(request.headers.get("Content-Type", "")).essence
     answer_type = otlp.answer_content_type(essence)
 
@@ -115,13 +155,7 @@ def receive_traces(request: HttpRequest) -> Reply:
                 415, f"Content-Type {essence or '(none)'!r} is not supported; send application/x-protobuf or application/json."
             )
         body = read_body(request)
-        check_capacity()
-        try:
-            batch = otlp.decode_traces(body, essence)
-        except otlp.OtlpDecodeError as error:
-            raise Refusal(400, str(error)) from None
-        store(batch.records, "span")
-        return Reply(200, otlp.export_response(answer_type, batch.rejected, batch.error_message), answer_type)
+        return Reply(200, export_otlp(signal, body, essence), answer_type)
 
     def refused(refusal: Refusal) -> Reply:
         # OTLP/HTTP: every error answer carries a google.rpc.Status in the request's encoding.
@@ -131,7 +165,30 @@ def receive_traces(request: HttpRequest) -> Reply:
         body = otlp.status_body(answer_type, code, refusal.message)
         return Reply(refusal.status, body, answer_type, retry_headers(refusal))
 
-    return guarded("traces", work, refused)
+    return guarded(signal.endpoint, work, refused)
+
+
+def receive_traces(request: HttpRequest) -> Reply:
+    return receive_otlp(request, TRACES)
+
+
+def receive_logs(request: HttpRequest) -> Reply:
+    return receive_otlp(request, LOGS)
+
+
+def receive_otlp_grpc(signal: OtlpSignal, body: bytes, authorization: str) -> Reply:
+    """One gRPC Export call (the message still serialized, so that it is decoded by the very
+    function OTLP/HTTP protobuf uses). A refusal comes back as its HTTP status and message, which
+    ``collectors.otlp_grpc`` turns into a gRPC status."""
+
+    def work() -> Reply:
+        check_authorization_value(authorization)
+        return Reply(200, export_otlp(signal, body, otlp.PROTOBUF), otlp.PROTOBUF)
+
+    def refused(refusal: Refusal) -> Reply:
+        return Reply(refusal.status, refusal.message.encode(), "text/plain", retry_headers(refusal))
+
+    return guarded(f"grpc_{signal.endpoint}", work, refused)
 
 
 # --- CloudEvents -------------------------------------------------------------------------------

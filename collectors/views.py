@@ -1,5 +1,5 @@
-"""Ingestion endpoints: ``POST /v1/traces`` (OTLP/HTTP) and ``POST``/``OPTIONS /v1/events``
-(CloudEvents over HTTP).
+"""Ingestion endpoints: ``POST /v1/traces`` and ``POST /v1/logs`` (OTLP/HTTP) and
+``POST``/``OPTIONS /v1/events`` (CloudEvents over HTTP).
 
 The views are async so that under ASGI they do not queue behind the single thread Django gives
 sync views; decoding and the bulk write run in worker threads, many requests at once.
@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from collectors.ingestion import Reply, receive_events, receive_traces, webhook_handshake
+from collectors.ingestion import Reply, receive_events, receive_logs, receive_traces, webhook_handshake
 
 
 def respond(reply: Reply) -> HttpResponse:
@@ -32,6 +32,13 @@ async def traces(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return method_not_allowed("POST")
     return respond(await sync_to_async(receive_traces, thread_sensitive=False)(request))
+
+
+@csrf_exempt
+async def logs(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    return respond(await sync_to_async(receive_logs, thread_sensitive=False)(request))
 
 
 @csrf_exempt

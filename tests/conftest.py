@@ -130,6 +130,7 @@ class RunningServer:
     otlp_url: str
     env: dict[str, str]
     log_path: Path
+    grpc_target: str = ""  # host:port of OTLP/gRPC
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -168,12 +169,13 @@ def celery_worker_command(queue: str, name: str | None = None) -> list[str]:
 
 def start_server(tmp: Path, extra_env: dict[str, str] | None = None, worker: bool | None = None) -> RunningServer:
     """A real Choreoscope: migrate, create the admin login, serve; with Redis, a Celery worker."""
-    port, otlp_port = free_port(), free_port()
+    port, otlp_port, grpc_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "CHOREOSCOPE_DATA_DIR": str(tmp),
         "PORT": str(port),
         "OTLP_PORT": str(otlp_port),
+        "OTLP_GRPC_PORT": str(grpc_port),
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "DEMO": "0",
         "CHOREOSCOPE_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
@@ -183,7 +185,7 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None, worker: boo
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log_path = tmp / "server.log"
-    server = RunningServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{otlp_port}", env, log_path)
+    server = RunningServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{otlp_port}", env, log_path, f"127.0.0.1:{grpc_port}")
     server.manage("migrate", "--noinput")
     server.manage("ensureadmin")
     log = log_path.open("ab")

@@ -23,7 +23,11 @@ def bearer_token(authorization: str) -> str | None:
 
 
 def check_bearer(request: HttpRequest, scope: str, required: bool) -> TokenCheck:
-    header = request.headers.get("Authorization", "")
+    return check_authorization(request.headers.get("Authorization", ""), scope, required)
+
+
+def check_authorization(header: str, scope: str, required: bool) -> TokenCheck:
+    """An ``Authorization`` value, from an HTTP header or gRPC metadata."""
     if not header:
         if required:
             return TokenCheck(None, f"Missing token: send 'Authorization: Bearer <token>' with a token of scope '{scope}'.")

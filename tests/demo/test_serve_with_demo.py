@@ -22,6 +22,7 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
         "CHOREOSCOPE_DATA_DIR": str(tmp_path),
         "PORT": str(free_port()),
         "OTLP_PORT": str(free_port()),
+        "OTLP_GRPC_PORT": str(free_port()),
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "PYTHONUNBUFFERED": "1",
     }

@@ -1,7 +1,8 @@
-"""Serve everything from one process: pages, JSON API, WebSockets and ingestion on PORT, and
-OTLP/HTTP on OTLP_PORT too (4318, the OpenTelemetry SDKs' default), so an instrumented service
-needs no configuration. In the embedded default it also runs the periodic jobs; with DEMO=1 it
-starts the demo shop as a separate process once the server answers.
+"""Serve everything from one process: pages, JSON API, WebSockets and ingestion on PORT,
+OTLP/HTTP on OTLP_PORT too (4318, the OpenTelemetry SDKs' default), and OTLP/gRPC on
+OTLP_GRPC_PORT (4317), so an instrumented service needs no configuration. In the embedded
+default it also runs the periodic jobs; with DEMO=1 it starts the demo shop as a separate
+process once the server answers.
 
 On Ctrl-C the demo stops first, while the server still takes what it flushes (its last spans and
 events), and then the server: the demo runs in a session of its own so that the terminal's
@@ -25,6 +26,7 @@ import uvicorn
 from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.module_loading import import_string
 from uvicorn.supervisors import Multiprocess
 
 
@@ -62,6 +64,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.BIND_HOST)
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--otlp-port", type=int, default=settings.OTLP_PORT, help="0 disables the extra OTLP listener.")
+        parser.add_argument(
+            "--otlp-grpc-port", type=int, default=settings.OTLP_GRPC_PORT, help="OTLP/gRPC (traces, logs); 0 disables it."
+        )
         parser.add_argument("--demo", action=argparse_bool(), default=settings.DEMO)
         parser.add_argument(
             "--workers",
@@ -83,6 +88,7 @@ class Command(BaseCommand):
         sockets = [listening_socket(host, port)]
         if otlp_port and otlp_port != port:
             sockets.append(listening_socket(host, otlp_port))
+        grpc_server = start_grpc(host, options["otlp_grpc_port"], taken={port, otlp_port})
 
         from choreoscope.scheduler import start_if_configured
 
@@ -94,9 +100,9 @@ class Command(BaseCommand):
         if demo:
             threading.Thread(target=demo.start_when_ready, daemon=True).start()
 
-        self.stdout.write(
-            f"Choreoscope on {base_url}/  (OTLP/HTTP also on :{otlp_port})" if len(sockets) > 1 else f"Choreoscope on {base_url}/"
-        )
+        also = [f"OTLP/HTTP also on :{otlp_port}"] if len(sockets) > 1 else []
+        also += [f"OTLP/gRPC on :{options['otlp_grpc_port']}"] if grpc_server else []
+        self.stdout.write(f"Choreoscope on {base_url}/" + (f"  ({', '.join(also)})" if also else ""))
         config = uvicorn.Config(
             "choreoscope.asgi:application",
             log_level=settings.LOG_LEVEL.lower(),
@@ -113,8 +119,24 @@ class Command(BaseCommand):
         finally:
             if demo:
                 demo.stop()
+            if grpc_server:
+                # Calls in progress finish (and commit) before the process ends.
+                grpc_server.stop(grace=10).wait()
             if scheduler:
                 scheduler.stop()
+
+
+def start_grpc(host: str, port: int, taken: set[int]) -> Any:
+    """The OTLP/gRPC server (``settings.OTLP_GRPC_SERVER``) on ``port``, or None when it is 0."""
+    if not port:
+        return None
+    if port in taken:
+        raise CommandError(f"OTLP_GRPC_PORT {port} is already PORT or OTLP_PORT; give gRPC a port of its own (or 0).")
+    start = import_string(settings.OTLP_GRPC_SERVER)
+    try:
+        return start(host, port, settings.MAX_BODY_BYTES)
+    except OSError as error:
+        raise CommandError(f"{error} Set OTLP_GRPC_PORT to a free port, or 0 to disable OTLP/gRPC.") from None
 
 
 class Server(uvicorn.Server):
