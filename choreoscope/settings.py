@@ -22,6 +22,7 @@ from choreoscope.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_required,
     env_str,
 )
@@ -176,7 +177,7 @@ LOGIN_WINDOW_SECONDS = env_int("CHOREOSCOPE_LOGIN_WINDOW_SECONDS", 900, minimum=
 LOGIN_LOCKOUT_SECONDS = env_int("CHOREOSCOPE_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 # Proxies whose X-Forwarded-For (and -Proto) the server believes, e.g. 10.0.0.5 or 10.0.0.0/8;
 # empty: the client address is the connection's peer, whatever headers it sends.
-TRUSTED_PROXIES = env_list("CHOREOSCOPE_TRUSTED_PROXIES", [])
+TRUSTED_PROXIES = env_networks("CHOREOSCOPE_TRUSTED_PROXIES")
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
