@@ -73,8 +73,8 @@ def test_an_address_from_a_trusted_proxy_is_throttled_on_its_own(throttled_serve
     for guess in range(3):
         assert post_login(throttled_server, f"guess-{guess}", "password1", "203.0.113.7")[0] == 200
     # The fourth failure locks the address out, whichever account is tried next.
-    for guess in ("guess-3", "guess-4"):
-        status, page = post_login(throttled_server, guess, ADMIN_PASSWORD, "203.0.113.7")
+    for username in ("guess-3", "guess-4"):
+        status, page = post_login(throttled_server, username, ADMIN_PASSWORD, "203.0.113.7")
         assert status == 429 and "Too many failed log-ins from your network address" in page
     # Another client behind the same proxy is not locked out with it.
     assert post_login(throttled_server, "guess-6", "password1", "203.0.113.8")[0] == 200
