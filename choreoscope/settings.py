@@ -22,6 +22,7 @@ from choreoscope.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_required,
     env_str,
     env_url,
@@ -49,7 +50,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 DATA_DIR = Path(env_str("CHOREOSCOPE_DATA_DIR") or BASE_DIR / "var")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.admin_apps.ChoreoscopeAdminConfig",  # django.contrib.admin with the throttled log-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -173,6 +174,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Log-in throttling (site and admin): failed log-ins allowed per account and per client address
+# within the window, then a lock-out that doubles each time it recurs within a day (up to a day).
+LOGIN_FAILURES_PER_ACCOUNT = env_int("CHOREOSCOPE_LOGIN_FAILURES", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("CHOREOSCOPE_LOGIN_ADDRESS_FAILURES", 20, minimum=1)
+LOGIN_WINDOW_SECONDS = env_int("CHOREOSCOPE_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("CHOREOSCOPE_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Proxies whose X-Forwarded-For (and -Proto) the server believes, e.g. 10.0.0.5 or 10.0.0.0/8;
+# empty: the client address is the connection's peer, whatever headers it sends.
+TRUSTED_PROXIES = env_networks("CHOREOSCOPE_TRUSTED_PROXIES")
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=PRODUCTION)

@@ -1,12 +1,12 @@
 from django.apps import apps
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
+
+from dashboard.urls import account_urlpatterns
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include(account_urlpatterns)),
     path("", include("collectors.urls")),
     path("", include("dashboard.urls")),
 ]

@@ -1,6 +1,7 @@
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, include, path
 
-from dashboard.views import alerts, flows, health, live, overview, services
+from dashboard.views import alerts, flows, health, live, login, overview, services
 
 app_name = "dashboard"
 
@@ -16,4 +17,10 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("api/", include("dashboard.api.urls")),
+]
+
+# Outside the ``dashboard`` namespace (``LOGIN_URL = "login"``); the project's urls include them.
+account_urlpatterns: list[URLPattern] = [
+    path("login/", login.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

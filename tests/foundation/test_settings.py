@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from choreoscope.env import database_from_url, env_bool, env_int, env_list, env_str
+from choreoscope.env import database_from_url, env_bool, env_int, env_list, env_networks, env_str
 from tests.conftest import ROOT
 
 
@@ -38,6 +38,13 @@ def test_a_secret_can_come_from_a_file_but_not_from_both_places(tmp_path):
 def test_env_list_splits_on_commas_and_drops_blanks():
     assert env_list("H", ["d"], {"H": "a.example, b.example,,"}) == ["a.example", "b.example"]
     assert env_list("H", ["d"], {}) == ["d"]
+
+
+def test_trusted_proxies_are_addresses_or_networks_and_nothing_else():
+    assert env_networks("P", environ={"P": "10.0.0.5, 10.0.0.0/8,::1,*"}) == ["10.0.0.5", "10.0.0.0/8", "::1", "*"]
+    assert env_networks("P", environ={}) == []
+    with pytest.raises(ImproperlyConfigured, match=r"'proxy\.local' is not an IP address or network"):
+        env_networks("P", environ={"P": "10.0.0.5,proxy.local"})
 
 
 def test_database_url_becomes_a_postgresql_entry():

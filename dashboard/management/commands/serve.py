@@ -109,6 +109,10 @@ class Command(BaseCommand):
             lifespan="off",
             access_log=False,
             workers=workers,
+            # The client address (log-in throttling) comes from X-Forwarded-For only when it is
+            # sent by a proxy named in CHOREOSCOPE_TRUSTED_PROXIES, never by default.
+            proxy_headers=bool(settings.TRUSTED_PROXIES),
+            forwarded_allow_ips=settings.TRUSTED_PROXIES or None,
         )
         try:
             if workers > 1:
