@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,8 +20,9 @@ from django.http import HttpRequest
 
 from collectors import admission, cloudevents, otlp
 from collectors.bodies import BodyError, decompress, parse_media_type
-from collectors.metrics import INGEST_REQUESTS, INGESTED_OBSERVATIONS
+from collectors.metrics import observe_ingest, observe_rejected, observe_stored, received_bytes
 from tokens.auth import check_bearer
+from tokens.metrics import observe_token_check
 from tracing.records import ObservationRecord
 from tracing.store import StoreResult, store_observations
 
@@ -34,6 +36,7 @@ class Reply:
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    partial: bool = False  # a 2xx that refused part of the request (OTLP partial success)
 
 
 class Refusal(Exception):
@@ -48,6 +51,7 @@ class Refusal(Exception):
 
 def check_token(request: HttpRequest) -> None:
     check = check_bearer(request, "ingest", required=settings.INGEST_AUTH == "required")
+    observe_token_check("ingest", check)
     if check.error:
         raise Refusal(401, check.error)
 
@@ -79,13 +83,17 @@ def store(records: list[ObservationRecord], kind: str) -> StoreResult:
         result = store_observations(records)
     except DataError as error:
         raise Refusal(400, f"The data cannot be stored: {str(error).strip()}") from None
-    INGESTED_OBSERVATIONS.add({"kind": kind}, len(records))
+    observe_stored(kind, len(records), result)
     return result
 
 
-def guarded(endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[Refusal], Reply]) -> Reply:
-    """Run ``work``, turning refusals and transient database errors into answers, and count the answer."""
+def guarded(
+    endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[Refusal], Reply], request: HttpRequest | None = None
+) -> Reply:
+    """Run ``work``, turning refusals and transient database errors into answers, and count the
+    answer (its size too, given the ``request``)."""
     close_old_connections()
+    started = time.perf_counter()
     try:
         reply = work()
     except Refusal as refusal:
@@ -93,7 +101,8 @@ def guarded(endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[R
     except TRANSIENT_DATABASE_ERRORS as error:
         logger.warning("Ingestion unavailable (database): %s", error)
         reply = refusal_reply(Refusal(503, "The database is unavailable; retry later.", retry=True))
-    INGEST_REQUESTS.add({"endpoint": endpoint, "status": str(reply.status)})
+    size = received_bytes(request) if request else None
+    observe_ingest(endpoint, reply.status, reply.partial, time.perf_counter() - started, size)
     return reply
 
 
@@ -121,7 +130,9 @@ def receive_traces(request: HttpRequest) -> Reply:
         except otlp.OtlpDecodeError as error:
             raise Refusal(400, str(error)) from None
         store(batch.records, "span")
-        return Reply(200, otlp.export_response(answer_type, batch.rejected, batch.error_message), answer_type)
+        observe_rejected("span", "invalid", batch.rejected)
+        answer = otlp.export_response(answer_type, batch.rejected, batch.error_message)
+        return Reply(200, answer, answer_type, partial=batch.rejected > 0)
 
     def refused(refusal: Refusal) -> Reply:
         # OTLP/HTTP: every error answer carries a google.rpc.Status in the request's encoding.
@@ -131,7 +142,7 @@ def receive_traces(request: HttpRequest) -> Reply:
         body = otlp.status_body(answer_type, code, refusal.message)
         return Reply(refusal.status, body, answer_type, retry_headers(refusal))
 
-    return guarded("traces", work, refused)
+    return guarded("traces", work, refused, request)
 
 
 # --- CloudEvents -------------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def receive_events(request: HttpRequest) -> Reply:
             answer["problems"] = [{"index": index, "reason": reason} for index, reason in refusal.problems]
         return Reply(refusal.status, json.dumps(answer).encode(), "application/json", retry_headers(refusal))
 
-    return guarded("events", work, refused)
+    return guarded("events", work, refused, request)
 
 
 def webhook_handshake(request: HttpRequest) -> Reply:
