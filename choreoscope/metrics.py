@@ -28,13 +28,24 @@ from importlib import import_module
 from django.apps import apps
 from django.conf import settings
 from django.utils.module_loading import module_has_submodule
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
+# The text format shows a ``_created`` timestamp beside every counter and histogram as a gauge of
+# its own; Prometheus does not read it from this format, so it would be clutter.
+disable_created_metrics()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every in-memory series of every app, in this process.
 REGISTRY = CollectorRegistry(auto_describe=True)
