@@ -208,7 +208,9 @@ def test_a_stuck_scan_shows_on_recent_flows_and_open_alerts_and_its_notification
 
 
 def test_flow_types_beyond_the_cap_are_summed_so_the_series_stay_bounded():
-    rows = [(f"type-{n:03}", "running", None, 1000 - n) for n in range(MAX_FLOW_TYPES + 10)]
+    rows: list[tuple[str, str, bool | None, int]] = [
+        (f"type-{n:03}", "running", None, 1000 - n) for n in range(MAX_FLOW_TYPES + 10)
+    ]
     rows.append(("type-000", "completed", False, 5))  # watched, not stuck: still running for people
     counts = recent_flow_counts(rows)
     assert len({flow_type for flow_type, _ in counts}) == MAX_FLOW_TYPES + 1
