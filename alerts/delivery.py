@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from alerts.metrics import observe_delivery
 from alerts.models import Alert, Delivery, NotificationChannel
 from alerts.notifiers import Outcome, notifier_for
 from alerts.payloads import alert_payload, test_payload
@@ -99,6 +100,7 @@ def record_attempt(delivery: Delivery, outcome: Outcome, now: datetime) -> None:
         )
     delivery.claimed_until = None
     delivery.save(update_fields=["log", "state", "delivered_at", "next_attempt_at", "claimed_until"])
+    observe_delivery(delivery)
 
 
 def send_test_notification(channel: NotificationChannel) -> Delivery:

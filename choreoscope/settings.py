@@ -206,6 +206,12 @@ SECURE_REDIRECT_EXEMPT = [r"^v1/", r"^healthz$", r"^metrics$"]
 INGEST_AUTH = env_choice("CHOREOSCOPE_INGEST_AUTH", "required" if PRODUCTION else "optional", ("optional", "required"))
 # ``/metrics`` is open by default (Prometheus scrapes without a session); set to require a read token.
 METRICS_AUTH = env_choice("CHOREOSCOPE_METRICS_AUTH", "optional", ("optional", "required"))
+# Several processes (web workers, Celery workers, taps) on one machine keep their counters in files
+# in this directory, and a scrape of any web process adds them up. prometheus_client reads the same
+# variable itself when it is imported, so it is the library's name, not a CHOREOSCOPE_ one.
+METRICS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR") or ""
+if METRICS_MULTIPROC_DIR and not Path(METRICS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={METRICS_MULTIPROC_DIR!r} is not an existing directory.")
 
 # --- Ingestion ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,8 +21,9 @@ from django.http import HttpRequest
 
 from collectors import admission, cloudevents, otlp, otlp_logs
 from collectors.bodies import BodyError, decompress, parse_media_type
-from collectors.metrics import INGEST_REQUESTS, INGESTED_OBSERVATIONS
+from collectors.metrics import observe_ingest, observe_rejected, observe_stored, received_bytes
 from tokens.auth import check_authorization
+from tokens.metrics import observe_token_check
 from tracing.records import ObservationRecord
 from tracing.store import StoreResult, store_observations
 
@@ -35,6 +37,7 @@ class Reply:
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    partial: bool = False  # a 2xx that refused part of the request (OTLP partial success)
 
 
 class Refusal(Exception):
@@ -54,6 +57,7 @@ def check_token(request: HttpRequest) -> None:
 def check_authorization_value(authorization: str) -> None:
     """An ingest token in an ``Authorization`` header or gRPC metadata value, as settings demand."""
     check = check_authorization(authorization, "ingest", required=settings.INGEST_AUTH == "required")
+    observe_token_check("ingest", check)
     if check.error:
         raise Refusal(401, check.error)
 
@@ -85,13 +89,17 @@ def store(records: list[ObservationRecord], kind: str) -> StoreResult:
         result = store_observations(records)
     except DataError as error:
         raise Refusal(400, f"The data cannot be stored: {str(error).strip()}") from None
-    INGESTED_OBSERVATIONS.add({"kind": kind}, len(records))
+    observe_stored(kind, len(records), result)
     return result
 
 
-def guarded(endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[Refusal], Reply]) -> Reply:
-    """Run ``work``, turning refusals and transient database errors into answers, and count the answer."""
+def guarded(
+    endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[Refusal], Reply], request: HttpRequest | None = None
+) -> Reply:
+    """Run ``work``, turning refusals and transient database errors into answers, and count the
+    answer (its size too, given the ``request``)."""
     close_old_connections()
+    started = time.perf_counter()
     try:
         reply = work()
     except Refusal as refusal:
@@ -99,7 +107,8 @@ def guarded(endpoint: str, work: Callable[[], Reply], refusal_reply: Callable[[R
     except TRANSIENT_DATABASE_ERRORS as error:
         logger.warning("Ingestion unavailable (database): %s", error)
         reply = refusal_reply(Refusal(503, "The database is unavailable; retry later.", retry=True))
-    INGEST_REQUESTS.add({"endpoint": endpoint, "status": str(reply.status)})
+    size = received_bytes(request) if request else None
+    observe_ingest(endpoint, reply.status, reply.partial, time.perf_counter() - started, size)
     return reply
 
 
@@ -132,16 +141,18 @@ TRACES = OtlpSignal("traces", "span", otlp.decode_traces, otlp.export_response)
 LOGS = OtlpSignal("logs", "event", otlp_logs.decode_logs, otlp_logs.logs_export_response)
 
 
-def export_otlp(signal: OtlpSignal, body: bytes, encoding: str) -> bytes:
-    """Back-pressure, decode, store: the part of an OTLP export HTTP and gRPC share. Returns the
-    Export*ServiceResponse, once the records are committed."""
+def export_otlp(signal: OtlpSignal, body: bytes, encoding: str) -> Reply:
+    """Back-pressure, decode, store: the part of an OTLP export HTTP and gRPC share. Answers with
+    the Export*ServiceResponse, once the records are committed."""
     check_capacity()
     try:
         batch = signal.decode(body, encoding)
     except otlp.OtlpDecodeError as error:
         raise Refusal(400, str(error)) from None
     store(batch.records, signal.kind)
-    return signal.answer(otlp.answer_content_type(encoding), batch.rejected, batch.error_message)
+    observe_rejected(signal.kind, "invalid", batch.rejected)
+    answer_type = otlp.answer_content_type(encoding)
+    return Reply(200, signal.answer(answer_type, batch.rejected, batch.error_message), answer_type, partial=batch.rejected > 0)
 
 
 def receive_otlp(request: HttpRequest, signal: OtlpSignal) -> Reply:
@@ -155,7 +166,7 @@ def receive_otlp(request: HttpRequest, signal: OtlpSignal) -> Reply:
                 415, f"Content-Type {essence or '(none)'!r} is not supported; send application/x-protobuf or application/json."
             )
         body = read_body(request)
-        return Reply(200, export_otlp(signal, body, essence), answer_type)
+        return export_otlp(signal, body, essence)
 
     def refused(refusal: Refusal) -> Reply:
         # OTLP/HTTP: every error answer carries a google.rpc.Status in the request's encoding.
@@ -165,7 +176,7 @@ def receive_otlp(request: HttpRequest, signal: OtlpSignal) -> Reply:
         body = otlp.status_body(answer_type, code, refusal.message)
         return Reply(refusal.status, body, answer_type, retry_headers(refusal))
 
-    return guarded(signal.endpoint, work, refused)
+    return guarded(signal.endpoint, work, refused, request)
 
 
 def receive_traces(request: HttpRequest) -> Reply:
@@ -183,7 +194,7 @@ def receive_otlp_grpc(signal: OtlpSignal, body: bytes, authorization: str) -> Re
 
     def work() -> Reply:
         check_authorization_value(authorization)
-        return Reply(200, export_otlp(signal, body, otlp.PROTOBUF), otlp.PROTOBUF)
+        return export_otlp(signal, body, otlp.PROTOBUF)
 
     def refused(refusal: Refusal) -> Reply:
         return Reply(refusal.status, refusal.message.encode(), "text/plain", retry_headers(refusal))
@@ -223,7 +234,7 @@ def receive_events(request: HttpRequest) -> Reply:
             answer["problems"] = [{"index": index, "reason": reason} for index, reason in refusal.problems]
         return Reply(refusal.status, json.dumps(answer).encode(), "application/json", retry_headers(refusal))
 
-    return guarded("events", work, refused)
+    return guarded("events", work, refused, request)
 
 
 def webhook_handshake(request: HttpRequest) -> Reply:

@@ -1,10 +1,126 @@
-"""What ingestion counts, exposed on ``/metrics``."""
+"""What ingestion counts, and the lag of the tapped queues, on ``/metrics``.
+
+Requests and observations are counted in memory as they are answered; tap lag is read at scrape
+time from the callables that taps register with ``register_lag_source``.
+"""
 
 from __future__ import annotations
 
-from choreoscope.metrics import Counter
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
 
-INGEST_REQUESTS = Counter("choreoscope_ingest_requests_total", "Ingestion requests answered, by endpoint and HTTP status.")
-INGESTED_OBSERVATIONS = Counter(
-    "choreoscope_ingested_observations_total", "Observations accepted by ingestion (before de-duplication), by kind."
+from django.http import HttpRequest
+from prometheus_client.metrics_core import Metric
+
+from choreoscope.metrics import counter, gauge_family, histogram
+from tracing.store import StoreResult
+
+log = logging.getLogger(__name__)
+
+INGEST_REQUESTS = counter(
+    "choreoscope_ingest_requests_total", "Ingestion requests answered, by endpoint and HTTP status.", ["endpoint", "status"]
 )
+INGESTED_OBSERVATIONS = counter(
+    "choreoscope_ingested_observations_total", "Observations accepted by ingestion (before de-duplication), by kind.", ["kind"]
+)
+INGEST_SECONDS = histogram(
+    "choreoscope_ingest_request_seconds",
+    "Time from a request's arrival at ingestion to its answer (after commit), by endpoint and outcome.",
+    ["endpoint", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INGEST_BYTES = histogram(
+    "choreoscope_ingest_request_bytes",
+    "Size of an ingestion request's body as sent (before decompression), by endpoint and outcome.",
+    ["endpoint", "outcome"],
+    buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
+)
+STORED_OBSERVATIONS = counter("choreoscope_observations_stored_total", "Observations stored as new rows, by kind.", ["kind"])
+REJECTED_OBSERVATIONS = counter(
+    "choreoscope_observations_rejected_total",
+    "Observations not stored from requests that were answered 2xx, by kind and reason "
+    "(duplicate: already stored; invalid: refused by the decoder, as OTLP partial success says).",
+    ["kind", "reason"],
+)
+
+OUTCOME_OF_STATUS = {401: "unauthorized", 429: "throttled", 503: "unavailable"}
+
+
+def ingest_outcome(status: int, partial: bool = False) -> str:
+    """accepted, partial, rejected (bad input), unauthorized, throttled (429) or unavailable (503)."""
+    if status < 300:
+        return "partial" if partial else "accepted"
+    return OUTCOME_OF_STATUS.get(status, "rejected")
+
+
+def received_bytes(request: HttpRequest) -> int | None:
+    """The body's size on the wire: its Content-Length, else the body already read."""
+    try:
+        declared = request.META.get("CONTENT_LENGTH")
+        return int(declared) if declared else len(request.body)
+    except Exception:  # a body that cannot be read or a bad header was already answered with a 4xx
+        return None
+
+
+def observe_ingest(endpoint: str, status: int, partial: bool, seconds: float, size: int | None) -> None:
+    outcome = ingest_outcome(status, partial)
+    INGEST_REQUESTS.labels(endpoint, str(status)).inc()
+    INGEST_SECONDS.labels(endpoint, outcome).observe(seconds)
+    if size is not None:
+        INGEST_BYTES.labels(endpoint, outcome).observe(size)
+
+
+def observe_stored(kind: str, accepted: int, result: StoreResult) -> None:
+    INGESTED_OBSERVATIONS.labels(kind).inc(accepted)
+    STORED_OBSERVATIONS.labels(kind).inc(result.inserted)
+    if result.duplicates:
+        REJECTED_OBSERVATIONS.labels(kind, "duplicate").inc(result.duplicates)
+
+
+def observe_rejected(kind: str, reason: str, count: int) -> None:
+    if count:
+        REJECTED_OBSERVATIONS.labels(kind, reason).inc(count)
+
+
+# --- tap lag -------------------------------------------------------------------------------------
+
+LagSource = Callable[[], Mapping[str, float]]
+_lag_lock = threading.Lock()
+_lag_sources: dict[str, LagSource] = {}
+
+
+def register_lag_source(tap: str, source: LagSource) -> None:
+    """Let a tap report, at each scrape, how many messages each destination it taps (stream,
+    queue, consumer) still holds for it: ``source() -> {destination: messages behind}``. Register
+    it in the process that answers ``/metrics`` (the web process); registering a name again
+    replaces the earlier source."""
+    with _lag_lock:
+        _lag_sources[tap] = source
+
+
+def unregister_lag_source(tap: str) -> None:
+    with _lag_lock:
+        _lag_sources.pop(tap, None)
+
+
+def tap_lag_samples() -> Iterator[tuple[tuple[str, str], float]]:
+    with _lag_lock:
+        sources = dict(_lag_sources)
+    for tap, source in sorted(sources.items()):
+        try:
+            lag = dict(source())
+        except Exception:  # a broker that does not answer must not fail the scrape
+            log.exception("the lag of tap %s could not be read", tap)
+            continue
+        for destination, messages in sorted(lag.items()):
+            yield (tap, destination), float(messages)
+
+
+def gauges() -> Iterator[Metric]:
+    yield gauge_family(
+        "choreoscope_tap_lag_messages",
+        "Messages a tapped destination (stream, queue, consumer) holds that its tap has not yet stored.",
+        ["tap", "destination"],
+        tap_lag_samples(),
+    )

@@ -54,6 +54,7 @@ from dashboard.live_messages import (
     TopologyPublication,
     TopologySnapshot,
 )
+from dashboard.metrics import observe_flush, observe_superseded, socket_closed, socket_opened
 from tracing.topology import parse_window
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.join_groups()
         await self.accept()
+        socket_opened(self)
         await self.keep_watching()
         self.watcher = asyncio.ensure_future(self._watch_loop())
         await self.send_snapshot()
@@ -137,6 +139,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(self.session_group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        socket_closed(self)
         # connect() may have refused the socket before setting these up.
         timer, watcher = getattr(self, "flush_timer", None), getattr(self, "watcher", None)
         if timer is not None:
@@ -207,6 +210,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return  # already in the snapshot this client holds
         self.pending[seq] = message["data"]
         if len(self.pending) > MAX_PENDING_MESSAGES:
+            observe_superseded(self, len(self.pending))
             await self.send_snapshot()
             return
         self._schedule_flush()
@@ -242,6 +246,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             else:
                 self.hole_since = None
             delta = self.coalesce(self.sent_seq + 1, self.last_seq, datas) if datas else None
+            observe_flush(self, len(datas), delta is not None, self.last_seq, self.pending if resync else ())
             if delta is not None:
                 await self.send_json(delta)
                 self.sent_seq = self.last_seq

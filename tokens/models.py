@@ -62,3 +62,8 @@ def authenticate_token(raw: str, scope: str) -> ApiToken | None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
+
+
+def token_in_other_scope(raw: str, scope: str) -> bool:
+    """Whether this plaintext is an active token of another scope (asked only after a refusal)."""
+    return ApiToken.objects.filter(digest=token_digest(raw), revoked_at__isnull=True).exclude(scope=scope).exists()

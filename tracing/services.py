@@ -42,6 +42,7 @@ from django.utils import timezone
 from tracing.bulk import allocate_ids, chunks, insert_rows, remap_column, update_rows
 from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
 from tracing.flowconfig import FlowsConfig, flows_config
+from tracing.metrics import timed_batch
 from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, anchor_digest
 from tracing.signals import flows_changed
 
@@ -374,6 +375,7 @@ def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
 
 
+@timed_batch
 def correlate_batch(size: int) -> BatchOutcome:
     """Correlate up to ``size`` uncorrelated observations in one transaction."""
     outcome = BatchOutcome()

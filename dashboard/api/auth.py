@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from tokens.auth import check_bearer
+from tokens.metrics import observe_token_check
 
 View = Callable[..., HttpResponse]
 
@@ -24,6 +25,7 @@ def api_read(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             check = check_bearer(request, "read", required=True)
+            observe_token_check("api", check)
             if check.error:
                 response = error_response(check.error, 401)
                 response["WWW-Authenticate"] = 'Bearer realm="choreoscope"'

@@ -13,8 +13,9 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from choreoscope.metrics import render_metrics
+from choreoscope.metrics import CONTENT_TYPE, render_metrics
 from tokens.auth import check_bearer
+from tokens.metrics import observe_token_check
 
 
 def check_database() -> str:
@@ -74,6 +75,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     check = check_bearer(request, "read", required=settings.METRICS_AUTH == "required")
+    observe_token_check("metrics", check)
     if check.error:
         return HttpResponse(check.error + "\n", status=401, content_type="text/plain")
-    return HttpResponse(render_metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE)

@@ -11,10 +11,12 @@ interrupt reaches the server alone, and it stops by itself if the server dies wi
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -114,6 +116,7 @@ class Command(BaseCommand):
             proxy_headers=bool(settings.TRUSTED_PROXIES),
             forwarded_allow_ips=settings.TRUSTED_PROXIES or None,
         )
+        metrics_dir = shared_metrics_dir() if workers > 1 and not settings.METRICS_MULTIPROC_DIR else None
         try:
             if workers > 1:
                 # Every worker accepts on the same inherited sockets; the kernel spreads connections.
@@ -128,6 +131,16 @@ class Command(BaseCommand):
                 grpc_server.stop(grace=10).wait()
             if scheduler:
                 scheduler.stop()
+            if metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def shared_metrics_dir() -> str:
+    """A directory where the workers keep their counters, so that a scrape answered by any one of
+    them shows the sum (prometheus_client's multiprocess mode); the spawned workers inherit it."""
+    directory = tempfile.mkdtemp(prefix="choreoscope-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def start_grpc(host: str, port: int, taken: set[int]) -> Any:
