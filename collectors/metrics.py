@@ -83,6 +83,19 @@ def observe_rejected(kind: str, reason: str, count: int) -> None:
         REJECTED_OBSERVATIONS.labels(kind, reason).inc(count)
 
 
+TAP_MESSAGES = counter(
+    "choreoscope_tap_messages_total",
+    "Messages an event-bus tap settled, by tap (redis-stream, rabbitmq, nats) and outcome: stored (committed, "
+    "then acknowledged) or rejected (not a valid CloudEvent; logged with why, and not redelivered).",
+    ["tap", "outcome"],
+)
+
+
+def observe_tap_messages(tap: str, outcome: str, number: int) -> None:
+    if number:
+        TAP_MESSAGES.labels(tap, outcome).inc(number)
+
+
 # --- tap lag -------------------------------------------------------------------------------------
 
 LagSource = Callable[[], Mapping[str, float]]

@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +27,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
+from dashboard.metrics import observe_login
+
 ACCOUNT, ADDRESS = "account", "address"
 LONGEST_LOCKOUT_SECONDS = 24 * 3600
 # A lock-out that follows another within this time grows (doubles).
 STRIKE_MEMORY_SECONDS = 24 * 3600
-
-_tally_lock = threading.Lock()
-_tally: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -94,20 +91,8 @@ def _lock(subject: str, identity: str, now: float) -> int:
     duration = lockout_seconds(settings.LOGIN_LOCKOUT_SECONDS, strikes)
     cache.set(_key("locked", subject, identity), now + duration, duration)
     cache.delete(_key("attempts", subject, identity))
-    _count("lockouts")
+    observe_login("lockout")
     return duration
-
-
-def _count(what: str) -> None:
-    with _tally_lock:
-        _tally[what] += 1
-
-
-def throttle_counts() -> dict[str, int]:
-    """What this process has counted: ``refused`` attempts (never checked against a password),
-    ``failed`` log-ins and ``lockouts`` started; for a ``/metrics`` counter."""
-    with _tally_lock:
-        return {what: _tally[what] for what in ("refused", "failed", "lockouts")}
 
 
 class LoginAttempt:
@@ -122,21 +107,21 @@ class LoginAttempt:
         now = time.time() if now is None else now
         for subject, identity in self.identities.items():
             if seconds := _locked_for(subject, identity, now):
-                _count("refused")
+                observe_login("refused")
                 return Refusal(subject, seconds)
         for subject, identity in self.identities.items():
             attempts = _increment(_key("attempts", subject, identity), settings.LOGIN_WINDOW_SECONDS)
             self.counted.append(subject)
             if attempts > _limit(subject):
                 # Parallel guesses past the limit: lock now, before any of them is checked.
-                _count("refused")
+                observe_login("refused")
                 return Refusal(subject, _lock(subject, identity, now))
         return None
 
     def failed(self, now: float | None = None) -> Refusal | None:
         """The password was wrong; a ``Refusal`` when this failure started a lock-out."""
         now = time.time() if now is None else now
-        _count("failed")
+        observe_login("failed")
         refusals = [
             Refusal(subject, _lock(subject, identity, now))
             for subject, identity in self.identities.items()

@@ -1,4 +1,5 @@
-"""Live sockets on ``/metrics``: who is connected, and what became of the group messages they hear.
+"""Live sockets on ``/metrics``: who is connected, and what became of the group messages they hear;
+and log-ins that did not get in.
 
 Counted in memory by the process that holds the socket; with several web processes and
 ``PROMETHEUS_MULTIPROC_DIR`` the scrape sums the live processes' figures.
@@ -20,6 +21,17 @@ LIVE_MESSAGES = counter(
     "socket resynced with a snapshot); superseded (too many waiting, replaced by a snapshot).",
     ["socket", "outcome"],
 )
+
+LOGIN_ATTEMPTS = counter(
+    "choreoscope_login_attempts_total",
+    "Log-ins (site and admin) that did not get in, by outcome: failed (a wrong password), refused (throttled, "
+    "never checked against a password), lockout (a lock-out of an account or an address began).",
+    ["outcome"],
+)
+
+
+def observe_login(outcome: str) -> None:
+    LOGIN_ATTEMPTS.labels(outcome).inc()
 
 
 def socket_kind(consumer: object) -> str:

@@ -10,35 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from collectors.cloudevents import event_problems, event_record, parse_traceparent
+from collectors.metrics import observe_tap_messages
 from tracing.records import ObservationRecord
 
 logger = logging.getLogger("collectors.taps")
 Message = TypeVar("Message")
-
-# Messages handled by the taps of this process, by (tap kind, outcome: "stored" or "rejected").
-# A tap runs in its own process (`manage.py tap`), so these describe that process only.
-TAP_MESSAGES: Counter[tuple[str, str]] = Counter()
-_TAP_MESSAGES_LOCK = threading.Lock()
-
-
-def tap_message_counts() -> dict[tuple[str, str], int]:
-    """A copy of ``TAP_MESSAGES``: {(kind, outcome): count}."""
-    with _TAP_MESSAGES_LOCK:
-        return dict(TAP_MESSAGES)
-
-
-def count_messages(kind: str, outcome: str, number: int) -> None:
-    if number:
-        with _TAP_MESSAGES_LOCK:
-            TAP_MESSAGES[(kind, outcome)] += number
 
 
 class BadMessage(Exception):
@@ -137,8 +119,8 @@ class Tap:
             self.store(settled.records)  # commits; raises on failure
         self.stored += len(settled.records)
         self.rejected += len(settled.rejected)
-        count_messages(self.kind, "stored", len(settled.records))
-        count_messages(self.kind, "rejected", len(settled.rejected))
+        observe_tap_messages(self.kind, "stored", len(settled.records))
+        observe_tap_messages(self.kind, "rejected", len(settled.rejected))
 
     def run(
         self,

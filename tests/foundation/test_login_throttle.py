@@ -150,3 +150,17 @@ def test_lockouts_double_up_to_a_day_and_waits_are_rounded_up_to_minutes():
     assert lockout_seconds(900, 40) == 86400
     assert lockout_seconds(200_000, 3) == 200_000
     assert [wait_in_words(s) for s in (1, 60, 61, 900)] == ["1 minute", "1 minute", "2 minutes", "15 minutes"]
+
+
+def test_failed_refused_and_locked_out_log_ins_are_counted_on_metrics(client):
+    from choreoscope.metrics import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("choreoscope_login_attempts_total", {"outcome": outcome}) or 0.0
+
+    before = {outcome: count(outcome) for outcome in ("failed", "refused", "lockout")}
+    username, address = a_user(), an_address()
+    for _ in range(7):
+        log_in(client, SITE, username, "wrong", address)
+    after = {outcome: count(outcome) - before[outcome] for outcome in before}
+    assert after == {"failed": 5, "refused": 2, "lockout": 1}
