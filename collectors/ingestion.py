@@ -40,10 +40,16 @@ class Refusal(Exception):
     """Stops a request early with a status and a message a person can act on."""
 
     def __init__(
-        self, status: int, message: str, retry: bool = False, problems: list[tuple[int | None, str]] | None = None
+        self,
+        status: int,
+        message: str,
+        retry: bool = False,
+        problems: list[tuple[int | None, str]] | None = None,
+        problem_count: int = 0,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.retry, self.problems = status, message, retry, problems or []
+        self.problem_count = max(problem_count, len(self.problems))
 
 
 def check_token(request: HttpRequest) -> None:
@@ -119,7 +125,7 @@ def receive_traces(request: HttpRequest) -> Reply:
         try:
             batch = otlp.decode_traces(body, essence)
         except otlp.OtlpDecodeError as error:
-            raise Refusal(400, str(error)) from None
+            raise Refusal(error.status, str(error)) from None
         store(batch.records, "span")
         return Reply(200, otlp.export_response(answer_type, batch.rejected, batch.error_message), answer_type)
 
@@ -155,7 +161,7 @@ def receive_events(request: HttpRequest) -> Reply:
         try:
             records = cloudevents.decode_events(request.headers, body, essence)
         except cloudevents.CloudEventError as error:
-            raise Refusal(400, error.message, problems=error.problems) from None
+            raise Refusal(error.status, error.message, problems=error.problems, problem_count=error.total) from None
         result = store(records, "event")
         answer = {"accepted": len(records), "stored": result.inserted, "duplicates": result.duplicates}
         return Reply(202, json.dumps(answer).encode(), "application/json")
@@ -163,7 +169,9 @@ def receive_events(request: HttpRequest) -> Reply:
     def refused(refusal: Refusal) -> Reply:
         answer: dict[str, object] = {"error": refusal.message}
         if refusal.problems:
+            # The first CHOREOSCOPE_MAX_PROBLEMS of them, and how many there were.
             answer["problems"] = [{"index": index, "reason": reason} for index, reason in refusal.problems]
+            answer["problem_count"] = refusal.problem_count
         return Reply(refusal.status, json.dumps(answer).encode(), "application/json", retry_headers(refusal))
 
     return guarded("events", work, refused)
