@@ -44,8 +44,7 @@ TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]
 
 class CloudEventError(Exception):
     """Invalid CloudEvent(s); ``problems`` are the first (index in the batch or None, reason) pairs,
-    ``total`` how many there were in all; ``status`` is the HTTP status that fits (413 for a batch
-    over the item limit)."""
+    ``total`` how many there were in all; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, problems: list[tuple[int | None, str]], total: int | None = None, status: int = 400) -> None:
         self.problems = problems
@@ -241,7 +240,7 @@ def decode_batch(body: bytes, received_ns: int | None = None, limits: Limits | N
     if not isinstance(events, list):
         raise CloudEventError.single("A batch (application/cloudevents-batch+json) must be a JSON array of events.")
     if len(events) > limits.items:
-        raise CloudEventError.single(str(too_many_items(len(events), "events", limits)), status=413)
+        raise CloudEventError.single(str(too_many_items(len(events), "events", limits)))
     problems = batch_problems(events, limits)
     if problems.total:
         raise CloudEventError(problems.listed, problems.total)

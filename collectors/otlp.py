@@ -50,7 +50,7 @@ INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
 
 class OtlpDecodeError(Exception):
     """The body is not an ExportTraceServiceRequest, or goes beyond a limit; the message says what
-    was wrong, ``status`` is the HTTP status that fits (413 for a request over the item limit)."""
+    was wrong, ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -235,7 +235,7 @@ def decode_protobuf(body: bytes, limits: Limits | None = None) -> TraceBatch:
     try:
         check_otlp_item_count(body, "spans", limits)
     except LimitExceeded as error:
-        raise OtlpDecodeError(str(error), status=413) from None
+        raise OtlpDecodeError(str(error)) from None
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
@@ -524,7 +524,7 @@ def decode_json(body: bytes, limits: Limits | None = None) -> TraceBatch:
             items += 1 + len(spans)
             if items > limits.items:
                 too_many = too_many_items(f"more than {limits.items}", "spans, resource and scope groups", limits)
-                raise OtlpDecodeError(str(too_many), status=413)
+                raise OtlpDecodeError(str(too_many))
             group = _Group(service, resource, _json_scope(scope_spans, s_path, limits), resource_truncation)
             for index, span in enumerate(spans):
                 path = f"{s_path}.spans[{index}]"
