@@ -17,12 +17,42 @@ from tests.fuzz.strategies import ANY_JSON, TEXT, json_text
 LIMITS = Limits()
 VALID_PROTOBUF = protobuf_request([{"name": "a", "attributes": {"k": "v", "n": 1}}, {"name": "b"}])
 SPAN_FIELDS = st.sampled_from(
-    ["traceId", "spanId", "parentSpanId", "name", "kind", "startTimeUnixNano", "endTimeUnixNano", "attributes"]
-    + ["events", "links", "status", "flags", "traceState", "droppedAttributesCount", "droppedEventsCount"]
+    [
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "events",
+        "links",
+        "status",
+        "flags",
+        "traceState",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+    ]
 )
 EVENT_FIELDS = st.sampled_from(
-    ["specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "data", "data_base64"]
-    + ["correlationid", "traceparent", "causationid", "Bad.Name", "ext"]
+    [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "datacontenttype",
+        "data",
+        "data_base64",
+        "correlationid",
+        "traceparent",
+        "causationid",
+        "Bad.Name",
+        "ext",
+    ]
 )
 
 
