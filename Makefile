@@ -11,13 +11,14 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/choreoscope
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test test-embedded test-services lint bench clean help
+.PHONY: run test test-embedded test-services lint bench fuzz clean help
 
 help:
 	@echo "make run    - install, migrate, create the admin login, serve on http://127.0.0.1:$${PORT:-8000} (DEMO=0 without the demo shop)"
 	@echo "make test   - the whole test suite (embedded default, then PostgreSQL + Redis)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - the benchmarks under bench/"
+	@echo "make fuzz   - the fuzz tests with random seeds and FUZZ_SCALE (20) times the examples, before a release"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+# The suite runs tests/fuzz derandomized and small; this runs them with random seeds and
+# FUZZ_SCALE times as many examples, on the database of the environment (SQLite unless
+# DATABASE_URL is set; `make fuzz DATABASE_URL=postgres://…` for PostgreSQL).
+FUZZ_SCALE ?= 20
+fuzz: $(VENV)/.dev
+	CHOREOSCOPE_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -p no:xdist -q tests/fuzz
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

@@ -223,6 +223,19 @@ MAX_PENDING = env_int("CHOREOSCOPE_MAX_PENDING", 200_000, minimum=1)
 RETRY_AFTER_SECONDS = env_int("CHOREOSCOPE_RETRY_AFTER_SECONDS", 5, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 
+# Bounds on the work one ingestion request can cause (collectors/limits.py applies them).
+# Nesting of event data and attribute values; the API's JSON encoder stops at 255 levels in all.
+MAX_DEPTH = env_int("CHOREOSCOPE_MAX_DEPTH", 32, minimum=1)
+if MAX_DEPTH > 200:
+    raise ImproperlyConfigured(f"CHOREOSCOPE_MAX_DEPTH={MAX_DEPTH} is above its maximum of 200.")
+MAX_STRING_LENGTH = env_int("CHOREOSCOPE_MAX_STRING_LENGTH", 65_536, minimum=256)
+# Per span (and per span event or link for attributes), as the OpenTelemetry SDKs' defaults.
+MAX_ATTRIBUTES = env_int("CHOREOSCOPE_MAX_ATTRIBUTES", 128, minimum=1)
+MAX_SPAN_EVENTS = env_int("CHOREOSCOPE_MAX_SPAN_EVENTS", 128, minimum=0)
+MAX_SPAN_LINKS = env_int("CHOREOSCOPE_MAX_SPAN_LINKS", 128, minimum=0)
+MAX_ITEMS_PER_REQUEST = env_int("CHOREOSCOPE_MAX_ITEMS_PER_REQUEST", 100_000, minimum=1)
+MAX_PROBLEMS = env_int("CHOREOSCOPE_MAX_PROBLEMS", 20, minimum=1)
+
 # --- Correlation, flows, retention ----------------------------------------------------------------
 
 FLOWS_FILE = env_str("CHOREOSCOPE_FLOWS")

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from collectors.limits import LimitExceeded, Limits, ProblemList, check_json_value, check_string, current, too_many_items
 from tracing.records import ObservationRecord, event_identity
 
 STRUCTURED = "application/cloudevents+json"
@@ -42,17 +43,26 @@ TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]
 
 
 class CloudEventError(Exception):
-    """Invalid CloudEvent(s); ``problems`` are (index in the batch or None, reason) pairs."""
+    """Invalid CloudEvent(s); ``problems`` are the first (index in the batch or None, reason) pairs,
+    ``total`` how many there were in all; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, problems: list[tuple[int | None, str]]) -> None:
+    def __init__(self, problems: list[tuple[int | None, str]], total: int | None = None, status: int = 400) -> None:
         self.problems = problems
+        self.total = len(problems) if total is None else total
+        self.status = status
         super().__init__(self.message)
 
     @property
     def message(self) -> str:
-        if len(self.problems) == 1 and self.problems[0][0] is None:
+        if len(self.problems) == 1 and self.problems[0][0] is None and self.total == 1:
             return self.problems[0][1]
-        return "; ".join(f"event {index}: {reason}" if index is not None else reason for index, reason in self.problems)
+        listed = "; ".join(f"event {index}: {reason}" if index is not None else reason for index, reason in self.problems)
+        more = self.total - len(self.problems)
+        return f"{listed} (and {more} more problem(s))" if more > 0 else listed
+
+    @classmethod
+    def single(cls, reason: str, status: int = 400) -> CloudEventError:
+        return cls([(None, reason)], status=status)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,12 +124,38 @@ def _extension_problem(name: str, value: Any) -> str | None:
     return f"extension '{name}' must be a string, a boolean or an integer, got {type(value).__name__}"
 
 
-def event_problems(event: Any) -> list[str]:
-    """Everything wrong with a structured-mode event (a decoded JSON value); empty when valid."""
+def _bound_problem(event: dict[str, Any], limits: Limits) -> str | None:
+    """Why the event goes beyond a limit (attribute count, string length, data nesting), or None."""
+    if len(event) > limits.attributes + len(CORE) + 2:
+        return (
+            f"the event has {len(event)} attributes; at most {limits.attributes} extensions are taken "
+            "(CHOREOSCOPE_MAX_ATTRIBUTES)"
+        )
+    try:
+        for name, value in event.items():
+            check_string(name, "an attribute name", limits)
+            # data_base64 is bytes in disguise: the body limit bounds it.
+            if isinstance(value, str) and name not in ("data", "data_base64"):
+                check_string(value, f"attribute '{name:.40}'", limits)
+        check_json_value(event.get("data"), "'data'", limits)
+    except LimitExceeded as error:
+        return str(error).rstrip(".")
+    return None
+
+
+def event_problems(event: Any, limits: Limits | None = None) -> list[str]:
+    """Everything wrong with a structured-mode event (a decoded JSON value), up to
+    ``limits.problems`` of it; empty when valid."""
     if not isinstance(event, dict):
         return [f"a CloudEvent must be a JSON object, got {type(event).__name__}"]
+    limits = limits or current()
+    bound = _bound_problem(event, limits)
+    if bound:
+        return [bound]
     problems = [f"required attribute '{name}' is missing" for name in REQUIRED if event.get(name) is None]
     for name, value in event.items():
+        if len(problems) >= limits.problems:
+            break
         if value is None or name in ("data", "data_base64"):
             continue
         problem = _problems_with_string(name, value) if name in CORE else _extension_problem(name, value)
@@ -177,26 +213,37 @@ def _load_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise CloudEventError([(None, f"The body is not valid JSON: {error}")]) from None
+        raise CloudEventError.single(f"The body is not valid JSON: {error}") from None
 
 
-def decode_structured(body: bytes, received_ns: int | None = None) -> list[ObservationRecord]:
+def decode_structured(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> list[ObservationRecord]:
     event = _load_json(body)
-    problems = event_problems(event)
+    problems = event_problems(event, limits)
     if problems:
-        raise CloudEventError([(None, "; ".join(problems))])
+        raise CloudEventError.single("; ".join(problems))
     return [event_record(event, received_ns or time.time_ns())]
 
 
-def decode_batch(body: bytes, received_ns: int | None = None) -> list[ObservationRecord]:
+def batch_problems(events: list[Any], limits: Limits) -> ProblemList:
+    """The first ``limits.problems`` invalid events of a batch, and how many there are."""
+    problems = ProblemList(limits.problems)
+    for index, event in enumerate(events):
+        found = event_problems(event, limits)
+        if found:
+            problems.add(index, "; ".join(found))
+    return problems
+
+
+def decode_batch(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> list[ObservationRecord]:
+    limits = limits or current()
     events = _load_json(body)
     if not isinstance(events, list):
-        raise CloudEventError([(None, "A batch (application/cloudevents-batch+json) must be a JSON array of events.")])
-    problems: list[tuple[int | None, str]] = [
-        (index, "; ".join(found)) for index, event in enumerate(events) if (found := event_problems(event))
-    ]
-    if problems:
-        raise CloudEventError(problems)
+        raise CloudEventError.single("A batch (application/cloudevents-batch+json) must be a JSON array of events.")
+    if len(events) > limits.items:
+        raise CloudEventError.single(str(too_many_items(len(events), "events", limits)))
+    problems = batch_problems(events, limits)
+    if problems.total:
+        raise CloudEventError(problems.listed, problems.total)
     now = received_ns or time.time_ns()
     return [event_record(event, now) for event in events]
 
@@ -213,7 +260,7 @@ def header_value(raw: str) -> str:
     try:
         return unquote_to_bytes(value.encode("latin-1")).decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError):
-        raise CloudEventError([(None, f"header value {raw!r:.60} is not percent-encoded UTF-8")]) from None
+        raise CloudEventError.single(f"header value {raw!r:.60} is not percent-encoded UTF-8") from None
 
 
 def binary_data(body: bytes, content_type: str) -> dict[str, Any]:
@@ -246,11 +293,16 @@ def decode_binary(headers: Mapping[str, str], body: bytes, received_ns: int | No
         event["datacontenttype"] = content_type
     for name in ("data", "data_base64"):
         if name in event:
-            raise CloudEventError([(None, f"header 'ce-{name}' is not allowed: '{name}' is not an attribute")])
+            raise CloudEventError.single(f"header 'ce-{name}' is not allowed: '{name}' is not an attribute")
     problems = event_problems(event)
     if problems:
-        raise CloudEventError([(None, "; ".join(problems))])
+        raise CloudEventError.single("; ".join(problems))
     event.update(binary_data(body, content_type))
+    try:
+        if isinstance(event.get("data"), dict | list):  # text and bytes bodies are bounded by the body limit
+            check_json_value(event["data"], "the JSON body (the event's data)", current())
+    except LimitExceeded as error:
+        raise CloudEventError.single(str(error)) from None
     return [event_record(event, received_ns or time.time_ns())]
 
 

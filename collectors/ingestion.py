@@ -44,10 +44,16 @@ class Refusal(Exception):
     """Stops a request early with a status and a message a person can act on."""
 
     def __init__(
-        self, status: int, message: str, retry: bool = False, problems: list[tuple[int | None, str]] | None = None
+        self,
+        status: int,
+        message: str,
+        retry: bool = False,
+        problems: list[tuple[int | None, str]] | None = None,
+        problem_count: int = 0,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.retry, self.problems = status, message, retry, problems or []
+        self.problem_count = max(problem_count, len(self.problems))
 
 
 def check_token(request: HttpRequest) -> None:
@@ -148,7 +154,7 @@ def export_otlp(signal: OtlpSignal, body: bytes, encoding: str) -> Reply:
     try:
         batch = signal.decode(body, encoding)
     except otlp.OtlpDecodeError as error:
-        raise Refusal(400, str(error)) from None
+        raise Refusal(error.status, str(error)) from None
     store(batch.records, signal.kind)
     observe_rejected(signal.kind, "invalid", batch.rejected)
     answer_type = otlp.answer_content_type(encoding)
@@ -223,7 +229,7 @@ def receive_events(request: HttpRequest) -> Reply:
         try:
             records = cloudevents.decode_events(request.headers, body, essence)
         except cloudevents.CloudEventError as error:
-            raise Refusal(400, error.message, problems=error.problems) from None
+            raise Refusal(error.status, error.message, problems=error.problems, problem_count=error.total) from None
         result = store(records, "event")
         answer = {"accepted": len(records), "stored": result.inserted, "duplicates": result.duplicates}
         return Reply(202, json.dumps(answer).encode(), "application/json")
@@ -231,7 +237,9 @@ def receive_events(request: HttpRequest) -> Reply:
     def refused(refusal: Refusal) -> Reply:
         answer: dict[str, object] = {"error": refusal.message}
         if refusal.problems:
+            # The first CHOREOSCOPE_MAX_PROBLEMS of them, and how many there were.
             answer["problems"] = [{"index": index, "reason": reason} for index, reason in refusal.problems]
+            answer["problem_count"] = refusal.problem_count
         return Reply(refusal.status, json.dumps(answer).encode(), "application/json", retry_headers(refusal))
 
     return guarded("events", work, refused, request)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,17 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
+from collectors.limits import (
+    LimitExceeded,
+    Limits,
+    Truncation,
+    bounded_attributes,
+    check_otlp_item_count,
+    current,
+    say_truncation,
+    too_deep,
+    too_many_items,
+)
 from tracing.records import SPAN_KIND_NAMES, SPAN_KIND_UNSPECIFIED, ObservationRecord, span_identity
 
 PROTOBUF = "application/x-protobuf"
@@ -30,12 +42,19 @@ UNKNOWN_SERVICE = "unknown_service"
 MAX_REASONS = 5
 UINT64_MAX = 2**64 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# A 64-bit integer has at most 20 digits; longer ones are refused before int() has to read them.
+DECIMAL = re.compile(r"-?[0-9]{1,20}")
 # google.rpc.Code
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
 
 
 class OtlpDecodeError(Exception):
-    """The body is not an ExportTraceServiceRequest; the message says what was wrong."""
+    """The body is not an ExportTraceServiceRequest, or goes beyond a limit; the message says what
+    was wrong, ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -118,7 +137,15 @@ def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:
 _SCALARS = frozenset({"string_value", "int_value", "bool_value"})
 
 
-def _pb_value(value: Any) -> Any:
+def _nesting(depth: int, limits: Limits, path: str) -> int:
+    """The depth of a nested attribute value one level down; refuses past the limit (before any
+    recursion could go deep)."""
+    if depth >= limits.depth:
+        raise OtlpDecodeError(str(too_deep(f"The attribute value at {path}", limits)))
+    return depth + 1
+
+
+def _pb_value(value: Any, limits: Limits, path: str, depth: int = 0) -> Any:
     which = value.WhichOneof("value")
     if which in _SCALARS:
         return getattr(value, which)
@@ -126,57 +153,89 @@ def _pb_value(value: Any) -> Any:
         number = value.double_value
         return number if math.isfinite(number) else str(number)
     if which == "array_value":
-        return [_pb_value(item) for item in value.array_value.values]
+        inner = _nesting(depth, limits, path)
+        return [_pb_value(item, limits, path, inner) for item in value.array_value.values]
     if which == "kvlist_value":
-        return _pb_attributes(value.kvlist_value.values)
+        inner = _nesting(depth, limits, path)
+        return {pair.key: _pb_value(pair.value, limits, path, inner) for pair in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     return None
 
 
-def _pb_attributes(pairs: Iterable[Any]) -> dict[str, Any]:
-    return {pair.key: _pb_value(pair.value) for pair in pairs}
+def _pb_attributes(pairs: Sequence[Any], limits: Limits, truncation: Truncation, path: str) -> dict[str, Any]:
+    """The first ``limits.attributes`` attributes (the rest counted as dropped), long strings cut."""
+    kept = pairs[: limits.attributes]
+    truncation.drop("dropped_attributes_count", len(pairs) - len(kept))
+    values = {pair.key: _pb_value(pair.value, limits, f"{path}[{pair.key!r:.40}]") for pair in kept}
+    return bounded_attributes(values, limits, truncation, "dropped_attributes_count")
 
 
-def _pb_detail(span: Any, scope: dict[str, Any]) -> dict[str, Any]:
+def _pb_event(event: Any, limits: Limits, strings: Truncation) -> dict[str, Any]:
+    own = Truncation()
+    attributes = _pb_attributes(event.attributes, limits, own, "a span event's attributes")
+    strings.strings += own.strings
+    decoded = {"name": event.name, "time_ns": event.time_unix_nano, "attributes": attributes}
+    decoded["dropped_attributes_count"] = event.dropped_attributes_count
+    return _drop_empty(say_truncation(decoded, Truncation(counts=own.counts)))
+
+
+def _pb_link(link: Any, limits: Limits, strings: Truncation) -> dict[str, Any]:
+    own = Truncation()
+    attributes = _pb_attributes(link.attributes, limits, own, "a span link's attributes")
+    strings.strings += own.strings
+    decoded = {
+        "trace_id": link.trace_id.hex(),
+        "span_id": link.span_id.hex(),
+        "trace_state": link.trace_state,
+        "attributes": attributes,
+        "flags": link.flags,
+        "dropped_attributes_count": link.dropped_attributes_count,
+    }
+    return _drop_empty(say_truncation(decoded, Truncation(counts=own.counts)))
+
+
+def _pb_detail(span: Any, scope: dict[str, Any], limits: Limits, truncation: Truncation) -> dict[str, Any]:
+    """The span's detail; ``truncation`` already holds what its attributes lost and gains what
+    its events and links lose, all said on the detail."""
     detail: dict[str, Any] = {"scope": scope}
     if span.flags:
         detail["flags"] = span.flags
     if span.trace_state:
         detail["trace_state"] = span.trace_state
-    if span.events:
-        detail["events"] = [
-            _drop_empty(
-                {
-                    "name": event.name,
-                    "time_ns": event.time_unix_nano,
-                    "attributes": _pb_attributes(event.attributes),
-                    "dropped_attributes_count": event.dropped_attributes_count,
-                }
-            )
-            for event in span.events
-        ]
-    if span.links:
-        detail["links"] = [
-            _drop_empty(
-                {
-                    "trace_id": link.trace_id.hex(),
-                    "span_id": link.span_id.hex(),
-                    "trace_state": link.trace_state,
-                    "attributes": _pb_attributes(link.attributes),
-                    "flags": link.flags,
-                    "dropped_attributes_count": link.dropped_attributes_count,
-                }
-            )
-            for link in span.links
-        ]
+    events, links = span.events[: limits.span_events], span.links[: limits.span_links]
+    truncation.drop("dropped_events_count", len(span.events) - len(events))
+    truncation.drop("dropped_links_count", len(span.links) - len(links))
+    if events:
+        detail["events"] = [_pb_event(event, limits, truncation) for event in events]
+    if links:
+        detail["links"] = [_pb_link(link, limits, truncation) for link in links]
     for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
         if getattr(span, name):
             detail[name] = getattr(span, name)
-    return detail
+    return say_truncation(detail, truncation)
 
 
-def decode_protobuf(body: bytes) -> TraceBatch:
+def _pb_scope(scope_spans: Any, limits: Limits) -> dict[str, Any]:
+    pb_scope = scope_spans.scope
+    truncation = Truncation()
+    attributes = _pb_attributes(pb_scope.attributes, limits, truncation, "scope attributes")
+    scope = {
+        "name": pb_scope.name,
+        "version": pb_scope.version,
+        "schema_url": scope_spans.schema_url,
+        "attributes": attributes,
+        "dropped_attributes_count": pb_scope.dropped_attributes_count,
+    }
+    return _drop_empty(say_truncation(scope, truncation))
+
+
+def decode_protobuf(body: bytes, limits: Limits | None = None) -> TraceBatch:
+    limits = limits or current()
+    try:
+        check_otlp_item_count(body, "spans", limits)
+    except LimitExceeded as error:
+        raise OtlpDecodeError(str(error)) from None
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
@@ -184,19 +243,14 @@ def decode_protobuf(body: bytes) -> TraceBatch:
         raise OtlpDecodeError(f"The body is not a valid protobuf ExportTraceServiceRequest: {error}") from None
     batch = TraceBatch()
     for resource_spans in request.resource_spans:
-        resource = _pb_attributes(resource_spans.resource.attributes)
+        resource_truncation = Truncation()
+        resource = _pb_attributes(resource_spans.resource.attributes, limits, resource_truncation, "resource attributes")
+        resource_dropped = resource_truncation.counts.get("dropped_attributes_count", 0)
+        resource_dropped += resource_spans.resource.dropped_attributes_count
         service = resource.get("service.name")
         service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
         for scope_spans in resource_spans.scope_spans:
-            pb_scope = scope_spans.scope
-            scope = _drop_empty(
-                {
-                    "name": pb_scope.name,
-                    "version": pb_scope.version,
-                    "schema_url": scope_spans.schema_url,
-                    "attributes": _pb_attributes(pb_scope.attributes),
-                }
-            )
+            scope = _pb_scope(scope_spans, limits)
             for span in scope_spans.spans:
                 trace_id, span_id, parent = span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()
                 problem = id_problem(trace_id, 16, "trace_id") or id_problem(span_id, 8, "span_id")
@@ -204,8 +258,11 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                     problem = f"parent_span_id must be 8 bytes, got {len(parent) // 2}"
                 problem = problem or time_problem(span.start_time_unix_nano, span.end_time_unix_nano)
                 if problem:
-                    batch.reject(f"span {span.name!r}: {problem}")
+                    batch.reject(f"span {span.name!r:.80}: {problem}")
                     continue
+                truncation = Truncation(strings=resource_truncation.strings)
+                truncation.drop("resource_dropped_attributes_count", resource_dropped)
+                attributes = _pb_attributes(span.attributes, limits, truncation, "span attributes")
                 batch.records.append(
                     span_record(
                         trace_id=trace_id,
@@ -218,9 +275,9 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                         end_ns=span.end_time_unix_nano,
                         status_code=span.status.code,
                         status_message=span.status.message,
-                        attributes=_pb_attributes(span.attributes),
+                        attributes=attributes,
                         resource=resource,
-                        detail=_pb_detail(span, scope),
+                        detail=_pb_detail(span, scope, limits, truncation),
                     )
                 )
     return batch
@@ -258,7 +315,7 @@ def _string(value: Any, path: str) -> str:
 def _integer(value: Any, path: str, low: int = 0, high: int = UINT64_MAX) -> int:
     if value is None:
         return 0
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii():
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -284,7 +341,7 @@ def _hex_id(value: Any, path: str) -> str:
     return text
 
 
-def _json_value(value: Any, path: str) -> Any:
+def _json_value(value: Any, path: str, limits: Limits, depth: int = 0) -> Any:
     value = _object(value, path)
     if "stringValue" in value:
         return _string(value["stringValue"], path + ".stringValue")
@@ -302,77 +359,100 @@ def _json_value(value: Any, path: str) -> Any:
             raise OtlpDecodeError(f"{path}.doubleValue must be a number.")
         return float(number)
     if "arrayValue" in value:
+        inner = _nesting(depth, limits, path)
         items = _list(_object(value["arrayValue"], path + ".arrayValue").get("values"), path + ".arrayValue.values")
-        return [_json_value(item, f"{path}.arrayValue.values[{index}]") for index, item in enumerate(items)]
+        return [_json_value(item, f"{path}.arrayValue.values[{index}]", limits, inner) for index, item in enumerate(items)]
     if "kvlistValue" in value:
-        return _json_attributes(_object(value["kvlistValue"], path + ".kvlistValue").get("values"), path + ".kvlistValue.values")
+        inner = _nesting(depth, limits, path)
+        pairs = _list(_object(value["kvlistValue"], path + ".kvlistValue").get("values"), path + ".kvlistValue.values")
+        return _json_pairs(pairs, path + ".kvlistValue.values", limits, inner)
     if "bytesValue" in value:
         return _string(value["bytesValue"], path + ".bytesValue")
     return None
 
 
-def _json_attributes(pairs: Any, path: str) -> dict[str, Any]:
+def _json_pairs(pairs: list[Any], path: str, limits: Limits, depth: int = 0) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
-    for index, pair in enumerate(_list(pairs, path)):
+    for index, pair in enumerate(pairs):
         pair = _object(pair, f"{path}[{index}]")
-        attributes[_string(pair.get("key"), f"{path}[{index}].key")] = _json_value(pair.get("value"), f"{path}[{index}].value")
+        key = _string(pair.get("key"), f"{path}[{index}].key")
+        attributes[key] = _json_value(pair.get("value"), f"{path}[{index}].value", limits, depth)
     return attributes
 
 
-def _json_events(events: Any, path: str) -> list[dict[str, Any]]:
+def _json_attributes(pairs: Any, path: str, limits: Limits, truncation: Truncation) -> dict[str, Any]:
+    """The first ``limits.attributes`` attributes (the rest counted as dropped), long strings cut."""
+    pairs = _list(pairs, path)
+    kept = pairs[: limits.attributes]
+    truncation.drop("dropped_attributes_count", len(pairs) - len(kept))
+    return bounded_attributes(_json_pairs(kept, path, limits), limits, truncation, "dropped_attributes_count")
+
+
+def _json_events(events: Any, path: str, limits: Limits, truncation: Truncation) -> list[dict[str, Any]]:
     decoded = []
-    for index, event in enumerate(_list(events, path)):
+    events = _list(events, path)
+    truncation.drop("dropped_events_count", len(events) - limits.span_events)
+    for index, event in enumerate(events[: limits.span_events]):
         event = _object(event, f"{path}[{index}]")
-        decoded.append(
-            _drop_empty(
-                {
-                    "name": _string(event.get("name"), f"{path}[{index}].name"),
-                    "time_ns": _integer(event.get("timeUnixNano"), f"{path}[{index}].timeUnixNano"),
-                    "attributes": _json_attributes(event.get("attributes"), f"{path}[{index}].attributes"),
-                    "dropped_attributes_count": _integer(
-                        event.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"
-                    ),
-                }
-            )
-        )
+        own = Truncation()
+        attributes = _json_attributes(event.get("attributes"), f"{path}[{index}].attributes", limits, own)
+        truncation.strings += own.strings
+        item = {
+            "name": _string(event.get("name"), f"{path}[{index}].name"),
+            "time_ns": _integer(event.get("timeUnixNano"), f"{path}[{index}].timeUnixNano"),
+            "attributes": attributes,
+            "dropped_attributes_count": _integer(event.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"),
+        }
+        decoded.append(_drop_empty(say_truncation(item, Truncation(counts=own.counts))))
     return decoded
 
 
-def _json_links(links: Any, path: str) -> list[dict[str, Any]]:
+def _json_links(links: Any, path: str, limits: Limits, truncation: Truncation) -> list[dict[str, Any]]:
     decoded = []
-    for index, link in enumerate(_list(links, path)):
+    links = _list(links, path)
+    truncation.drop("dropped_links_count", len(links) - limits.span_links)
+    for index, link in enumerate(links[: limits.span_links]):
         link = _object(link, f"{path}[{index}]")
-        decoded.append(
-            _drop_empty(
-                {
-                    "trace_id": _hex_id(link.get("traceId"), f"{path}[{index}].traceId"),
-                    "span_id": _hex_id(link.get("spanId"), f"{path}[{index}].spanId"),
-                    "trace_state": _string(link.get("traceState"), f"{path}[{index}].traceState"),
-                    "attributes": _json_attributes(link.get("attributes"), f"{path}[{index}].attributes"),
-                    "flags": _integer(link.get("flags"), f"{path}[{index}].flags", 0, 2**32 - 1),
-                    "dropped_attributes_count": _integer(
-                        link.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"
-                    ),
-                }
-            )
-        )
+        own = Truncation()
+        attributes = _json_attributes(link.get("attributes"), f"{path}[{index}].attributes", limits, own)
+        truncation.strings += own.strings
+        item = {
+            "trace_id": _hex_id(link.get("traceId"), f"{path}[{index}].traceId"),
+            "span_id": _hex_id(link.get("spanId"), f"{path}[{index}].spanId"),
+            "trace_state": _string(link.get("traceState"), f"{path}[{index}].traceState"),
+            "attributes": attributes,
+            "flags": _integer(link.get("flags"), f"{path}[{index}].flags", 0, 2**32 - 1),
+            "dropped_attributes_count": _integer(link.get("droppedAttributesCount"), f"{path}[{index}].droppedAttributesCount"),
+        }
+        decoded.append(_drop_empty(say_truncation(item, Truncation(counts=own.counts))))
     return decoded
 
 
-def _json_span(
-    span: dict[str, Any], path: str, service: str, resource: dict[str, Any], scope: dict[str, Any], batch: TraceBatch
-) -> None:
+@dataclass(slots=True)
+class _Group:
+    """What the spans of one resource and scope share."""
+
+    service: str
+    resource: dict[str, Any]
+    scope: dict[str, Any]
+    resource_truncation: Truncation
+
+
+def _json_span(span: dict[str, Any], path: str, group: _Group, batch: TraceBatch, limits: Limits) -> None:
     trace_id, span_id = _hex_id(span.get("traceId"), path + ".traceId"), _hex_id(span.get("spanId"), path + ".spanId")
     parent = _hex_id(span.get("parentSpanId"), path + ".parentSpanId")
     status = _object(span.get("status"), path + ".status")
-    detail: dict[str, Any] = {"scope": scope}
+    truncation = Truncation(strings=group.resource_truncation.strings)
+    truncation.drop("resource_dropped_attributes_count", group.resource_truncation.counts.get("dropped_attributes_count", 0))
+    attributes = _json_attributes(span.get("attributes"), path + ".attributes", limits, truncation)
+    detail: dict[str, Any] = {"scope": group.scope}
     detail.update(
         _drop_empty(
             {
                 "flags": _integer(span.get("flags"), path + ".flags", 0, 2**32 - 1),
                 "trace_state": _string(span.get("traceState"), path + ".traceState"),
-                "events": _json_events(span.get("events"), path + ".events"),
-                "links": _json_links(span.get("links"), path + ".links"),
+                "events": _json_events(span.get("events"), path + ".events", limits, truncation),
+                "links": _json_links(span.get("links"), path + ".links", limits, truncation),
                 "dropped_attributes_count": _integer(span.get("droppedAttributesCount"), path + ".droppedAttributesCount"),
                 "dropped_events_count": _integer(span.get("droppedEventsCount"), path + ".droppedEventsCount"),
                 "dropped_links_count": _integer(span.get("droppedLinksCount"), path + ".droppedLinksCount"),
@@ -381,63 +461,80 @@ def _json_span(
     )
     record: dict[str, Any] = dict(
         name=_string(span.get("name"), path + ".name"),
-        service=service,
+        service=group.service,
         kind=_enum(span.get("kind"), KIND_ENUM, path + ".kind"),
         start_ns=_integer(span.get("startTimeUnixNano"), path + ".startTimeUnixNano"),
         end_ns=_integer(span.get("endTimeUnixNano"), path + ".endTimeUnixNano"),
         status_code=_enum(status.get("code"), STATUS_ENUM, path + ".status.code"),
         status_message=_string(status.get("message"), path + ".status.message"),
-        attributes=_json_attributes(span.get("attributes"), path + ".attributes"),
-        resource=resource,
-        detail=detail,
+        attributes=attributes,
+        resource=group.resource,
+        detail=say_truncation(detail, truncation),
     )
     problem = id_problem(trace_id, 16, "traceId") or id_problem(span_id, 8, "spanId")
     if problem is None and parent and len(parent) != 16:
         problem = f"parentSpanId must be 8 bytes, got {len(parent) // 2}"
     problem = problem or time_problem(record["start_ns"], record["end_ns"])
     if problem:
-        batch.reject(f"span {record['name']!r}: {problem}")
+        batch.reject(f"span {record['name']!r:.80}: {problem}")
         return
     parent = "" if parent.count("0") == len(parent) else parent
     batch.records.append(span_record(trace_id=trace_id, span_id=span_id, parent_span_id=parent, **record))
 
 
-def decode_json(body: bytes) -> TraceBatch:
+def _json_scope(scope_spans: dict[str, Any], s_path: str, limits: Limits) -> dict[str, Any]:
+    raw_scope = _object(scope_spans.get("scope"), s_path + ".scope")
+    truncation = Truncation()
+    attributes = _json_attributes(raw_scope.get("attributes"), s_path + ".scope.attributes", limits, truncation)
+    scope = {
+        "name": _string(raw_scope.get("name"), s_path + ".scope.name"),
+        "version": _string(raw_scope.get("version"), s_path + ".scope.version"),
+        "attributes": attributes,
+        "schema_url": _string(scope_spans.get("schemaUrl"), s_path + ".schemaUrl"),
+        "dropped_attributes_count": _integer(raw_scope.get("droppedAttributesCount"), s_path + ".scope.droppedAttributesCount"),
+    }
+    return _drop_empty(say_truncation(scope, truncation))
+
+
+def decode_json(body: bytes, limits: Limits | None = None) -> TraceBatch:
+    limits = limits or current()
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
         raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
     document = _object(document, "The body")
     batch = TraceBatch()
+    items = 0
     for r_index, resource_spans in enumerate(_list(document.get("resourceSpans"), "resourceSpans")):
         r_path = f"resourceSpans[{r_index}]"
         resource_spans = _object(resource_spans, r_path)
-        resource = _json_attributes(
-            _object(resource_spans.get("resource"), r_path + ".resource").get("attributes"), r_path + ".resource.attributes"
-        )
+        items += 1
+        raw_resource = _object(resource_spans.get("resource"), r_path + ".resource")
+        resource_truncation = Truncation()
+        resource = _json_attributes(raw_resource.get("attributes"), r_path + ".resource.attributes", limits, resource_truncation)
+        sender_dropped = _integer(raw_resource.get("droppedAttributesCount"), r_path + ".resource.droppedAttributesCount")
+        resource_truncation.drop("dropped_attributes_count", sender_dropped)
         service = resource.get("service.name")
         service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
-        for s_index, scope_spans in enumerate(_list(resource_spans.get("scopeSpans"), r_path + ".scopeSpans")):
+        all_scope_spans = _list(resource_spans.get("scopeSpans"), r_path + ".scopeSpans")
+        for s_index, scope_spans in enumerate(all_scope_spans):
             s_path = f"{r_path}.scopeSpans[{s_index}]"
             scope_spans = _object(scope_spans, s_path)
-            raw_scope = _object(scope_spans.get("scope"), s_path + ".scope")
-            scope = _drop_empty(
-                {
-                    "name": _string(raw_scope.get("name"), s_path + ".scope.name"),
-                    "version": _string(raw_scope.get("version"), s_path + ".scope.version"),
-                    "attributes": _json_attributes(raw_scope.get("attributes"), s_path + ".scope.attributes"),
-                    "schema_url": _string(scope_spans.get("schemaUrl"), s_path + ".schemaUrl"),
-                }
-            )
-            for index, span in enumerate(_list(scope_spans.get("spans"), s_path + ".spans")):
+            spans = _list(scope_spans.get("spans"), s_path + ".spans")
+            items += 1 + len(spans)
+            if items > limits.items:
+                too_many = too_many_items(f"more than {limits.items}", "spans, resource and scope groups", limits)
+                raise OtlpDecodeError(str(too_many))
+            group = _Group(service, resource, _json_scope(scope_spans, s_path, limits), resource_truncation)
+            for index, span in enumerate(spans):
                 path = f"{s_path}.spans[{index}]"
-                _json_span(_object(span, path), path, service, resource, scope, batch)
+                _json_span(_object(span, path), path, group, batch, limits)
     return batch
 
 
-def decode_traces(body: bytes, content_type: str) -> TraceBatch:
+def decode_traces(body: bytes, content_type: str, limits: Limits | None = None) -> TraceBatch:
     """``content_type`` is the media type essence: application/x-protobuf or application/json."""
-    return decode_protobuf(body) if content_type == PROTOBUF else decode_json(body)
+    return decode_protobuf(body, limits) if content_type == PROTOBUF else decode_json(body, limits)
 
 
 # --- answers -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
+from collectors.limits import LimitExceeded, Limits, Truncation, check_otlp_item_count, current
 from collectors.otlp import (
     MAX_REASONS,
     PROTOBUF,
@@ -196,7 +197,12 @@ def service_of(resource: dict[str, Any]) -> str:
 # --- protobuf ----------------------------------------------------------------------------------
 
 
-def decode_logs_protobuf(body: bytes, received_ns: int | None = None) -> LogBatch:
+def decode_logs_protobuf(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
+    limits = limits or current()
+    try:
+        check_otlp_item_count(body, "log records", limits)
+    except LimitExceeded as error:
+        raise OtlpDecodeError(str(error)) from None
     request = ExportLogsServiceRequest()
     try:
         request.ParseFromString(body)
@@ -205,7 +211,7 @@ def decode_logs_protobuf(body: bytes, received_ns: int | None = None) -> LogBatc
     received_ns = received_ns or time.time_ns()
     batch = LogBatch()
     for resource_logs in request.resource_logs:
-        resource = _pb_attributes(resource_logs.resource.attributes)
+        resource = _pb_attributes(resource_logs.resource.attributes, limits, Truncation(), "the resource's attributes")
         service = service_of(resource)
         for scope_logs in resource_logs.scope_logs:
             pb_scope = scope_logs.scope
@@ -214,10 +220,13 @@ def decode_logs_protobuf(body: bytes, received_ns: int | None = None) -> LogBatc
                     "name": pb_scope.name,
                     "version": pb_scope.version,
                     "schema_url": scope_logs.schema_url,
-                    "attributes": _pb_attributes(pb_scope.attributes),
+                    "attributes": _pb_attributes(pb_scope.attributes, limits, Truncation(), "the scope's attributes"),
                 }
             )
             for log in scope_logs.log_records:
+                # What the limits leave out of a record is added to the count the sender gives.
+                truncation = Truncation()
+                attributes = _pb_attributes(log.attributes, limits, truncation, "a log record's attributes")
                 decoded = OtlpLogRecord(
                     service=service,
                     resource=resource,
@@ -226,13 +235,13 @@ def decode_logs_protobuf(body: bytes, received_ns: int | None = None) -> LogBatc
                     observed_ns=log.observed_time_unix_nano,
                     severity_number=log.severity_number,
                     severity_text=log.severity_text,
-                    body=_pb_value(log.body) if log.HasField("body") else None,
-                    attributes=_pb_attributes(log.attributes),
+                    body=_pb_value(log.body, limits, "a log record's body") if log.HasField("body") else None,
+                    attributes=attributes,
                     trace_id=log.trace_id.hex(),
                     span_id=log.span_id.hex(),
                     flags=log.flags,
                     event_name=log.event_name,
-                    dropped_attributes_count=log.dropped_attributes_count,
+                    dropped_attributes_count=log.dropped_attributes_count + dropped(truncation),
                 )
                 collect(batch, decoded, received_ns)
     return batch
@@ -241,7 +250,12 @@ def decode_logs_protobuf(body: bytes, received_ns: int | None = None) -> LogBatc
 # --- OTLP/JSON ---------------------------------------------------------------------------------
 
 
-def _json_log(log: dict[str, Any], path: str, service: str, resource: dict[str, Any], scope: dict[str, Any]) -> OtlpLogRecord:
+def _json_log(
+    log: dict[str, Any], path: str, service: str, resource: dict[str, Any], scope: dict[str, Any], limits: Limits
+) -> OtlpLogRecord:
+    truncation = Truncation()
+    attributes = _json_attributes(log.get("attributes"), path + ".attributes", limits, truncation)
+    sent_dropped = _integer(log.get("droppedAttributesCount"), path + ".droppedAttributesCount", 0, 2**32 - 1)
     return OtlpLogRecord(
         service=service,
         resource=resource,
@@ -250,24 +264,32 @@ def _json_log(log: dict[str, Any], path: str, service: str, resource: dict[str, 
         observed_ns=_integer(log.get("observedTimeUnixNano"), path + ".observedTimeUnixNano"),
         severity_number=_enum(log.get("severityNumber"), SEVERITY_ENUM, path + ".severityNumber"),
         severity_text=_string(log.get("severityText"), path + ".severityText"),
-        body=_json_value(log.get("body"), path + ".body"),
-        attributes=_json_attributes(log.get("attributes"), path + ".attributes"),
+        body=_json_value(log.get("body"), path + ".body", limits),
+        attributes=attributes,
         trace_id=_hex_id(log.get("traceId"), path + ".traceId"),
         span_id=_hex_id(log.get("spanId"), path + ".spanId"),
         flags=_integer(log.get("flags"), path + ".flags", 0, 2**32 - 1),
         event_name=_string(log.get("eventName"), path + ".eventName"),
-        dropped_attributes_count=_integer(log.get("droppedAttributesCount"), path + ".droppedAttributesCount", 0, 2**32 - 1),
+        dropped_attributes_count=sent_dropped + dropped(truncation),
     )
 
 
-def _decode_json_document(document: Any, received_ns: int) -> LogBatch:
+def dropped(truncation: Truncation) -> int:
+    """Attributes the limits left out of a record (cut strings are kept, shortened)."""
+    return truncation.counts.get("dropped_attributes_count", 0)
+
+
+def _decode_json_document(document: Any, received_ns: int, limits: Limits) -> LogBatch:
     document = _object(document, "The body")
     batch = LogBatch()
     for r_index, resource_logs in enumerate(_list(document.get("resourceLogs"), "resourceLogs")):
         r_path = f"resourceLogs[{r_index}]"
         resource_logs = _object(resource_logs, r_path)
         resource = _json_attributes(
-            _object(resource_logs.get("resource"), r_path + ".resource").get("attributes"), r_path + ".resource.attributes"
+            _object(resource_logs.get("resource"), r_path + ".resource").get("attributes"),
+            r_path + ".resource.attributes",
+            limits,
+            Truncation(),
         )
         service = service_of(resource)
         for s_index, scope_logs in enumerate(_list(resource_logs.get("scopeLogs"), r_path + ".scopeLogs")):
@@ -278,13 +300,15 @@ def _decode_json_document(document: Any, received_ns: int) -> LogBatch:
                 {
                     "name": _string(raw_scope.get("name"), s_path + ".scope.name"),
                     "version": _string(raw_scope.get("version"), s_path + ".scope.version"),
-                    "attributes": _json_attributes(raw_scope.get("attributes"), s_path + ".scope.attributes"),
+                    "attributes": _json_attributes(
+                        raw_scope.get("attributes"), s_path + ".scope.attributes", limits, Truncation()
+                    ),
                     "schema_url": _string(scope_logs.get("schemaUrl"), s_path + ".schemaUrl"),
                 }
             )
             for index, log in enumerate(_list(scope_logs.get("logRecords"), s_path + ".logRecords")):
                 path = f"{s_path}.logRecords[{index}]"
-                collect(batch, _json_log(_object(log, path), path, service, resource, scope), received_ns)
+                collect(batch, _json_log(_object(log, path), path, service, resource, scope, limits), received_ns)
     return batch
 
 
@@ -300,7 +324,7 @@ def nesting_depth_exceeds(document: Any, limit: int) -> bool:
     return False
 
 
-def decode_logs_json(body: bytes, received_ns: int | None = None) -> LogBatch:
+def decode_logs_json(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
@@ -309,7 +333,7 @@ def decode_logs_json(body: bytes, received_ns: int | None = None) -> LogBatch:
     # containers per level of AnyValue): deeper values cannot be stored (or walked) safely.
     if nesting_depth_exceeds(document, MAX_JSON_DEPTH):
         raise OtlpDecodeError(f"The body nests JSON objects and arrays more than {MAX_JSON_DEPTH} levels deep.")
-    return _decode_json_document(document, received_ns or time.time_ns())
+    return _decode_json_document(document, received_ns or time.time_ns(), limits or current())
 
 
 def decode_logs(body: bytes, content_type: str) -> LogBatch:

@@ -167,7 +167,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
             request = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             await self.send_json(error('send JSON text such as {"type": "snapshot"}.'))
             return
         if not isinstance(request, dict):

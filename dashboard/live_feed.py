@@ -120,6 +120,8 @@ def parse_stream_filters(raw: Mapping[str, Any]) -> StreamFilters:
             raise ValueError(f"filter '{name}' must be a string.")
         if len(value) > 255:
             raise ValueError(f"filter '{name}' is longer than 255 characters.")
+        if "\x00" in value:
+            raise ValueError(f"filter '{name}' contains a NUL character, which no stored value holds.")
         values[name] = value.strip()
     if values["status"] and values["status"] not in OBSERVATION_STATUSES + FLOW_STATUSES:
         raise ValueError(f"filter 'status' must be one of {', '.join(OBSERVATION_STATUSES + FLOW_STATUSES)}.")

@@ -32,7 +32,8 @@ def span_identity(trace_id: str, span_id: str) -> str:
 
 def event_identity(source: str, event_id: str) -> str:
     # Sources are URI-references of any length; a digest keeps the unique index narrow.
-    digest = hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()[:40]
+    # surrogatepass: JSON may hold a lone surrogate ("\\ud800"), which strict UTF-8 cannot encode.
+    digest = hashlib.sha256(f"{source}\n{event_id}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
     return f"e:{digest}"
 
 

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from django.utils.dateparse import parse_datetime
 
-from dashboard.api.params import InvalidQuery
+from dashboard.api.params import InvalidQuery, in_utc
 
 Row = TypeVar("Row")
 Position = tuple[datetime, int]
@@ -35,13 +35,21 @@ def encode_cursor(position: Position) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_ROW_ID = 2**63 - 1  # ids are 64-bit
+MAX_CURSOR_LENGTH = 200  # a handed-out cursor is about 60 characters
+
+
 def decode_cursor(cursor: str) -> Position:
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError(cursor)
         at_text, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         at = parse_datetime(at_text)
-        if at is None or not isinstance(row_id, int):
+        if at is None or not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 <= row_id <= MAX_ROW_ID:
             raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        at = in_utc("cursor", at)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        # InvalidQuery is a ValueError too: an instant UTC cannot hold lands here with the rest.
         raise InvalidQuery("'cursor' is not one this server handed out; start again without it.") from None
     return at, row_id
 

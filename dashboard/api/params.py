@@ -78,7 +78,7 @@ def parse_limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise InvalidQuery(f"'limit' must be a whole number from 1 to {MAX_LIMIT}, not {raw!r}.") from None
+        raise InvalidQuery(f"'limit' must be a whole number from 1 to {MAX_LIMIT}, not {raw[:40]!r}.") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery(f"'limit' must be from 1 to {MAX_LIMIT}, not {limit}.")
     return limit
@@ -88,7 +88,7 @@ def parse_choice(name: str, raw: str | None, choices: Sequence[str]) -> str | No
     if not raw:
         return None
     if raw not in choices:
-        raise InvalidQuery(f"'{name}' must be one of {', '.join(choices)}, not {raw!r}.")
+        raise InvalidQuery(f"'{name}' must be one of {', '.join(choices)}, not {raw[:60]!r}.")
     return raw
 
 
@@ -112,8 +112,20 @@ def parse_instant(name: str, raw: str | None) -> datetime | None:
     except ValueError:  # well formed but impossible, such as month 13
         value = None
     if value is None:
-        raise InvalidQuery(f"'{name}' must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z, not {raw!r}.")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        raise InvalidQuery(f"'{name}' must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z, not {raw[:60]!r}.")
+    return in_utc(name, value)
+
+
+def in_utc(name: str, value: datetime) -> datetime:
+    """``value`` as UTC (a naive one taken as UTC). Databases differ in the offsets they take
+    (PostgreSQL refuses ±16:00 and more) and Python's dates end at the years 1 and 9999, so an
+    instant is handed on only in UTC, and one that UTC cannot express is refused."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidQuery(f"'{name}' lies outside the years 1 to 9999 (UTC) that can be searched.") from None
 
 
 @dataclass(frozen=True)

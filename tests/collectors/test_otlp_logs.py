@@ -207,15 +207,16 @@ def test_undecodable_json_says_where_the_problem_is(body, message):
         decode_logs_json(body)
 
 
-@pytest.mark.parametrize("levels", [40, 300, 2000])
+@pytest.mark.parametrize("levels", [20, 40, 300, 2000])
 def test_deeply_nested_json_is_a_decode_error_not_a_crash(levels):
+    # Within CHOREOSCOPE_MAX_DEPTH (32) a nested body is taken; deeper is refused, never a crash.
     body = '{"arrayValue":{"values":[' * levels + '{"stringValue":"x"}' + "]}}" * levels
     text = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventName":"E","body":' + body + "}]}]}]}"
-    if levels == 40:
+    if levels == 20:
         [record] = decode_logs_json(text.encode()).records
         assert record.name == "E"
         return
-    with pytest.raises(OtlpDecodeError, match=r"levels deep|not valid JSON"):
+    with pytest.raises(OtlpDecodeError, match=r"nests deeper than 32 levels|levels deep|not valid JSON"):
         decode_logs_json(text.encode())
 
 
@@ -251,3 +252,16 @@ def test_random_json_never_raises_anything_but_a_decode_error(records):
     for body in (json.dumps(document).encode(), json.dumps(records).encode()):
         with contextlib.suppress(OtlpDecodeError):
             decode_logs_json(body)
+
+
+def test_a_log_record_beyond_the_attribute_limit_keeps_the_first_and_counts_the_rest():
+    from collectors.limits import Limits
+
+    attributes = [{"key": "event.name", "value": {"stringValue": "OrderCreated"}}]
+    attributes += [{"key": f"a{i}", "value": {"stringValue": "x"}} for i in range(9)]
+    document = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "1", "attributes": attributes}]}]}]}
+    batch = decode_logs_json(json.dumps(document).encode(), limits=Limits(attributes=4))
+    [record] = batch.records
+    assert record.name == "OrderCreated"
+    assert len(record.attributes) <= 4
+    assert record.detail["dropped_attributes_count"] == 6

@@ -1,0 +1,237 @@
+"""Bounds on the work one ingestion request can cause, shared by every decoder (OTLP traces and
+logs, CloudEvents over HTTP and on a bus).
+
+Two kinds of bound: those that refuse (nesting deeper than ``depth``, more than ``items`` spans or
+events in one request, a CloudEvent attribute or data string longer than ``string_length``) raise
+``LimitExceeded`` with a message naming the setting; those that truncate, as the OpenTelemetry SDKs
+do (attributes, events and links of one span, long attribute strings), keep the first ones and say
+how much they left out on the stored item (``dropped_attributes_count`` and friends).
+
+Everything here is iterative or depth-bounded: a hostile value never costs a deep recursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class LimitExceeded(ValueError):
+    """A request that goes beyond a refusing bound; the message says which and how to change it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    depth: int = 32
+    string_length: int = 65_536
+    attributes: int = 128
+    span_events: int = 128
+    span_links: int = 128
+    items: int = 100_000
+    problems: int = 20
+
+
+def current() -> Limits:
+    """The limits the settings configure (``CHOREOSCOPE_MAX_*``)."""
+    from django.conf import settings
+
+    return Limits(
+        depth=settings.MAX_DEPTH,
+        string_length=settings.MAX_STRING_LENGTH,
+        attributes=settings.MAX_ATTRIBUTES,
+        span_events=settings.MAX_SPAN_EVENTS,
+        span_links=settings.MAX_SPAN_LINKS,
+        items=settings.MAX_ITEMS_PER_REQUEST,
+        problems=settings.MAX_PROBLEMS,
+    )
+
+
+# --- refusing bounds ---------------------------------------------------------------------------
+
+
+def too_deep(what: str, limits: Limits) -> LimitExceeded:
+    return LimitExceeded(f"{what} nests deeper than {limits.depth} levels (CHOREOSCOPE_MAX_DEPTH).")
+
+
+def too_long(what: str, limits: Limits) -> LimitExceeded:
+    return LimitExceeded(f"{what} holds a string longer than {limits.string_length} characters (CHOREOSCOPE_MAX_STRING_LENGTH).")
+
+
+def too_many_items(count: int | str, what: str, limits: Limits) -> LimitExceeded:
+    return LimitExceeded(
+        f"The request holds {count} {what}; at most {limits.items} are taken in one request "
+        "(CHOREOSCOPE_MAX_ITEMS_PER_REQUEST): send smaller batches."
+    )
+
+
+def _children(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        yield from value.keys()
+        yield from value.values()
+    elif isinstance(value, list):
+        yield from value
+
+
+def check_json_value(value: Any, what: str, limits: Limits) -> None:
+    """Refuse a decoded JSON value (event data) nested deeper than the limit or holding a string
+    (value or key) longer than the limit. Walks with an explicit stack: no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if len(item) > limits.string_length:
+                raise too_long(what, limits)
+        elif isinstance(item, dict | list):
+            if depth >= limits.depth:
+                raise too_deep(what, limits)
+            stack.extend((child, depth + 1) for child in _children(item))
+
+
+def check_string(value: str, what: str, limits: Limits) -> None:
+    if len(value) > limits.string_length:
+        raise too_long(what, limits)
+
+
+# --- truncating bounds -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Truncation:
+    """What truncation left out of one item, to be said on it."""
+
+    strings: int = 0  # attribute strings cut to ``string_length``
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. {"dropped_attributes_count": 3}
+
+    def drop(self, name: str, count: int) -> None:
+        if count > 0:
+            self.counts[name] = self.counts.get(name, 0) + count
+
+
+def truncated_strings(value: Any, limits: Limits, truncation: Truncation) -> Any:
+    """``value`` (an attribute value: scalars, lists and string-keyed dicts, already no deeper than
+    the depth limit) with every string cut to ``string_length``; counts the cuts."""
+    if isinstance(value, str):
+        if len(value) > limits.string_length:
+            truncation.strings += 1
+            return value[: limits.string_length]
+        return value
+    if isinstance(value, list):
+        return [truncated_strings(item, limits, truncation) for item in value]
+    if isinstance(value, dict):
+        return {
+            truncated_strings(key, limits, truncation): truncated_strings(item, limits, truncation) for key, item in value.items()
+        }
+    return value
+
+
+def bounded_attributes(attributes: dict[str, Any], limits: Limits, truncation: Truncation, counter: str) -> dict[str, Any]:
+    """The first ``limits.attributes`` attributes with long strings cut; the number left out is
+    added to ``truncation`` under ``counter`` (OTLP's ``dropped_attributes_count``)."""
+    if len(attributes) > limits.attributes:
+        truncation.drop(counter, len(attributes) - limits.attributes)
+        attributes = dict(list(attributes.items())[: limits.attributes])
+    if any(isinstance(value, str | list | dict) for value in attributes.values()) or any(
+        len(key) > limits.string_length for key in attributes
+    ):
+        return truncated_strings(attributes, limits, truncation)
+    return attributes
+
+
+def say_truncation(detail: dict[str, Any], truncation: Truncation) -> dict[str, Any]:
+    """Record on an item's detail what its truncation left out (added to what the sender said it dropped)."""
+    for name, count in truncation.counts.items():
+        detail[name] = int(detail.get(name) or 0) + count
+    if truncation.strings:
+        detail["truncated_strings_count"] = int(detail.get("truncated_strings_count") or 0) + truncation.strings
+    return detail
+
+
+# --- error answers -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProblemList:
+    """The first ``limit`` problems of a request, and how many there were in all: an answer that
+    lists every problem of a million-event batch would be larger than the batch."""
+
+    limit: int
+    listed: list[tuple[int | None, str]] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, index: int | None, reason: str) -> None:
+        self.total += 1
+        if len(self.listed) < self.limit:
+            self.listed.append((index, reason))
+
+    @property
+    def full(self) -> bool:
+        return len(self.listed) >= self.limit
+
+
+# --- OTLP protobuf, before it is parsed ----------------------------------------------------------
+# A parsed protobuf message costs tens of bytes however small its encoding: an empty
+# ResourceSpans is 2 bytes on the wire and about 60 in memory. Counting the request's groups and
+# items on the wire first refuses a body of millions of empty ones before it is parsed.
+# ExportTraceServiceRequest, ExportLogsServiceRequest and ExportMetricsServiceRequest share the
+# layout: field 1 the resource groups, in each field 2 the scope groups, in each field 2 the items.
+
+
+def _varint(data: bytes, position: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= end or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+
+
+def _submessages(data: bytes, start: int, end: int, wanted: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each length-delimited field number ``wanted`` in ``data[start:end]``."""
+    position = start
+    while position < end:
+        key, position = _varint(data, position, end)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, position = _varint(data, position, end)
+        elif wire_type == 1:
+            position += 8
+        elif wire_type == 5:
+            position += 4
+        elif wire_type == 2:
+            length, position = _varint(data, position, end)
+            if number == wanted:
+                yield position, min(position + length, end)
+            position += length
+        else:
+            raise ValueError("group wire types are not part of OTLP")
+        if position > end:
+            raise ValueError("field runs past its message")
+
+
+def check_otlp_item_count(body: bytes, what: str, limits: Limits) -> None:
+    """Refuse an OTLP export request with more than ``limits.items`` resource groups, scope groups
+    and items (spans, log records) together. A body that is not well-formed protobuf is left to
+    the parser, which says what is wrong with it."""
+    count = 0
+    try:
+        for resource_start, resource_end in _submessages(body, 0, len(body), 1):
+            count += 1
+            for scope_start, scope_end in _submessages(body, resource_start, resource_end, 2):
+                count += 1
+                for _ in _submessages(body, scope_start, scope_end, 2):
+                    count += 1
+                    if count > limits.items:
+                        break
+                if count > limits.items:
+                    break
+            if count > limits.items:
+                break
+    except ValueError:
+        return
+    if count > limits.items:
+        raise too_many_items(f"more than {limits.items}", f"{what}, resource and scope groups", limits)

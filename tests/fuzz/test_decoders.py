@@ -1,0 +1,138 @@
+"""The decoders, fuzzed as pure functions: whatever bytes, JSON, nesting or Unicode arrive, they
+raise nothing but their own error, which carries a message and a 4xx status."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collectors import cloudevents, otlp
+from collectors.limits import Limits
+from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
+from tests.fuzz import fuzz_settings
+from tests.fuzz.strategies import ANY_JSON, TEXT, json_text
+
+LIMITS = Limits()
+VALID_PROTOBUF = protobuf_request([{"name": "a", "attributes": {"k": "v", "n": 1}}, {"name": "b"}])
+SPAN_FIELDS = st.sampled_from(
+    [
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "events",
+        "links",
+        "status",
+        "flags",
+        "traceState",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+    ]
+)
+EVENT_FIELDS = st.sampled_from(
+    [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "datacontenttype",
+        "data",
+        "data_base64",
+        "correlationid",
+        "traceparent",
+        "causationid",
+        "Bad.Name",
+        "ext",
+    ]
+)
+
+
+def assert_decoder_error(error: otlp.OtlpDecodeError | cloudevents.CloudEventError) -> None:
+    assert 400 <= error.status < 500 and str(error)
+
+
+@fuzz_settings(150)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda at, raw: VALID_PROTOBUF[:at] + raw + VALID_PROTOBUF[at:],
+            st.integers(0, len(VALID_PROTOBUF)),
+            st.binary(max_size=8),
+        ),
+    )
+)
+def test_protobuf_decoding_raises_only_its_own_error(body):
+    try:
+        otlp.decode_protobuf(body, LIMITS)
+    except otlp.OtlpDecodeError as error:
+        assert_decoder_error(error)
+
+
+def _attribute(value):
+    return {"key": "fuzzed", "value": value}
+
+
+@fuzz_settings(150)
+@given(
+    overrides=st.dictionaries(SPAN_FIELDS, ANY_JSON, max_size=3),
+    attribute=ANY_JSON,
+    top=st.one_of(st.none(), ANY_JSON),
+)
+def test_otlp_json_decoding_raises_only_its_own_error(overrides, attribute, top):
+    span = json_span(**overrides)
+    span.setdefault("attributes", [])
+    if isinstance(span["attributes"], list):
+        span["attributes"] = [*span["attributes"], _attribute(attribute)]
+    body = json_text(top).encode("utf-8", "surrogatepass") if top is not None else json_request([span])
+    try:
+        otlp.decode_json(body, LIMITS)
+    except otlp.OtlpDecodeError as error:
+        assert_decoder_error(error)
+
+
+@fuzz_settings(150)
+@given(overrides=st.dictionaries(EVENT_FIELDS, ANY_JSON, max_size=4), batch=st.booleans(), raw=st.one_of(st.none(), ANY_JSON))
+def test_cloudevents_decoding_raises_only_its_own_error(overrides, batch, raw):
+    event = {**cloudevent(), **overrides}
+    value = raw if raw is not None else ([event, cloudevent()] if batch else event)
+    body = json_text(value).encode("utf-8", "surrogatepass")
+    try:
+        (cloudevents.decode_batch if batch else cloudevents.decode_structured)(body, limits=LIMITS)
+    except cloudevents.CloudEventError as error:
+        assert_decoder_error(error)
+
+
+@fuzz_settings(100)
+@given(
+    headers=st.dictionaries(st.sampled_from(["ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "ce-x"]), TEXT),
+    body=st.binary(max_size=50) | ANY_JSON.map(lambda v: json_text(v).encode("utf-8", "surrogatepass")),
+)
+def test_binary_mode_decoding_raises_only_its_own_error(headers, body):
+    merged = {
+        "ce-specversion": "1.0",
+        "ce-id": "i",
+        "ce-source": "/s",
+        "ce-type": "t",
+        "Content-Type": "application/json",
+        **headers,
+    }
+    try:
+        cloudevents.decode_binary(merged, body)
+    except cloudevents.CloudEventError as error:
+        assert_decoder_error(error)
+
+
+def test_what_the_cloudevents_decoder_accepts_is_json_the_store_can_write():
+    """A smallest case of the property above, kept as a plain test: data at the depth limit."""
+    event = cloudevent(data=json.loads("[" * 32 + "1" + "]" * 32))
+    assert len(cloudevents.decode_structured(json.dumps(event).encode(), limits=LIMITS)) == 1
