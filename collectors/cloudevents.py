@@ -19,7 +19,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from collectors.limits import LimitExceeded, Limits, ProblemList, check_json_value, check_string, current, too_many_items
+from collectors.limits import (
+    LimitExceeded,
+    Limits,
+    ProblemList,
+    TooManyElements,
+    check_json_value,
+    check_string,
+    current,
+    load_json_array,
+    too_many_items,
+)
 from tracing.records import ObservationRecord, event_identity
 
 STRUCTURED = "application/cloudevents+json"
@@ -236,11 +246,14 @@ def batch_problems(events: list[Any], limits: Limits) -> ProblemList:
 
 def decode_batch(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> list[ObservationRecord]:
     limits = limits or current()
-    events = _load_json(body)
-    if not isinstance(events, list):
+    try:
+        events = load_json_array(body.decode("utf-8"), limits.items)
+    except TooManyElements as error:
+        raise CloudEventError.single(str(too_many_items(str(error), "events", limits))) from None
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise CloudEventError.single(f"The body is not valid JSON: {error}") from None
+    if events is None:
         raise CloudEventError.single("A batch (application/cloudevents-batch+json) must be a JSON array of events.")
-    if len(events) > limits.items:
-        raise CloudEventError.single(str(too_many_items(len(events), "events", limits)))
     problems = batch_problems(events, limits)
     if problems.total:
         raise CloudEventError(problems.listed, problems.total)

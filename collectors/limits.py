@@ -12,6 +12,7 @@ Everything here is iterative or depth-bounded: a hostile value never costs a dee
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,52 @@ def check_json_value(value: Any, what: str, limits: Limits) -> None:
 def check_string(value: str, what: str, limits: Limits) -> None:
     if len(value) > limits.string_length:
         raise too_long(what, limits)
+
+
+class TooManyElements(ValueError):
+    pass
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\n\r":
+        index += 1
+    return index
+
+
+def load_json_array(text: str, limit: int) -> list[Any] | None:
+    """The elements of a JSON array (None when the document is another JSON value), parsed one at
+    a time: an array of more than ``limit`` elements is refused (``TooManyElements``) once its
+    ``limit + 1``-th element is read, so a small gzip body that expands into a million tiny
+    objects costs the memory of ``limit`` of them, not of all. Raises ``ValueError`` (or
+    ``RecursionError``) where ``json.loads`` would."""
+    decoder = json.JSONDecoder()
+    index = _skip_space(text, 0)
+    if not text.startswith("[", index):
+        _, end = decoder.raw_decode(text, index)
+        _expect_end(text, end)
+        return None
+    items: list[Any] = []
+    index = _skip_space(text, index + 1)
+    if text.startswith("]", index):
+        _expect_end(text, index + 1)
+        return items
+    while True:
+        item, index = decoder.raw_decode(text, index)
+        items.append(item)
+        if len(items) > limit:
+            raise TooManyElements(f"more than {limit}")
+        index = _skip_space(text, index)
+        if text.startswith("]", index):
+            _expect_end(text, index + 1)
+            return items
+        if not text.startswith(",", index):
+            raise ValueError(f"Expecting ',' delimiter: char {index}")
+        index = _skip_space(text, index + 1)
+
+
+def _expect_end(text: str, end: int) -> None:
+    if _skip_space(text, end) != len(text):
+        raise ValueError(f"Extra data: char {end}")
 
 
 # --- truncating bounds -------------------------------------------------------------------------
