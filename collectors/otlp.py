@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
@@ -58,7 +58,11 @@ class OtlpDecodeError(Exception):
 
 
 @dataclass(slots=True)
-class TraceBatch:
+class ExportBatch:
+    """What one OTLP export decoded to: the records, and the items refused one by one (OTLP
+    partial success: the rest of the export is still taken)."""
+
+    ITEMS: ClassVar[str] = "item(s)"
     records: list[ObservationRecord] = field(default_factory=list)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
@@ -73,7 +77,12 @@ class TraceBatch:
         if not self.rejected:
             return ""
         more = f" (and {self.rejected - len(self.reasons)} more)" if self.rejected > len(self.reasons) else ""
-        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons) + more
+        return f"{self.rejected} {self.ITEMS} rejected: " + "; ".join(self.reasons) + more
+
+
+@dataclass(slots=True)
+class TraceBatch(ExportBatch):
+    ITEMS: ClassVar[str] = "span(s)"
 
 
 def time_problem(start_ns: int, end_ns: int) -> str | None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
@@ -26,9 +26,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from collectors.limits import LimitExceeded, Limits, Truncation, check_otlp_item_count, current
 from collectors.otlp import (
-    MAX_REASONS,
     PROTOBUF,
     UNKNOWN_SERVICE,
+    ExportBatch,
     OtlpDecodeError,
     _drop_empty,
     _enum,
@@ -75,23 +75,9 @@ class OtlpLogRecord:
 
 
 @dataclass(slots=True)
-class LogBatch:
-    records: list[ObservationRecord] = field(default_factory=list)
+class LogBatch(ExportBatch):
+    ITEMS: ClassVar[str] = "log record(s)"
     plain: int = 0  # accepted log records that are not events
-    rejected: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    def reject(self, reason: str) -> None:
-        self.rejected += 1
-        if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(reason)
-
-    @property
-    def error_message(self) -> str:
-        if not self.rejected:
-            return ""
-        more = f" (and {self.rejected - len(self.reasons)} more)" if self.rejected > len(self.reasons) else ""
-        return f"{self.rejected} log record(s) rejected: " + "; ".join(self.reasons) + more
 
 
 class LogRecordRejected(Exception):

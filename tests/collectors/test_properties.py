@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from collectors import admission
 from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
+from tests.fuzz.strategies import EVENT_FIELDS, SPAN_FIELDS
 from tracing.models import Observation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,26 +99,6 @@ def test_mangled_protobuf_never_gets_a_500_nor_a_partial_write(client, positions
         assert added <= 3
 
 
-SPAN_FIELDS = st.sampled_from(
-    [
-        "traceId",
-        "spanId",
-        "parentSpanId",
-        "name",
-        "kind",
-        "startTimeUnixNano",
-        "endTimeUnixNano",
-        "attributes",
-        "events",
-        "links",
-        "status",
-        "flags",
-        "traceState",
-        "droppedAttributesCount",
-    ]
-)
-
-
 @PROPERTY_SETTINGS
 @given(overrides=st.dictionaries(SPAN_FIELDS, JSON_VALUES, max_size=4), top=st.one_of(st.none(), JSON_VALUES))
 def test_odd_otlp_json_never_gets_a_500_nor_a_partial_write(client, overrides, top):
@@ -128,27 +109,6 @@ def test_odd_otlp_json_never_gets_a_500_nor_a_partial_write(client, overrides, t
     if response.status_code == 200:
         rejected = int(response.json().get("partialSuccess", {}).get("rejectedSpans", 0))
         assert added + rejected <= 2
-
-
-EVENT_FIELDS = st.sampled_from(
-    [
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "time",
-        "subject",
-        "dataschema",
-        "datacontenttype",
-        "data",
-        "data_base64",
-        "correlationid",
-        "traceparent",
-        "sequence",
-        "Bad.Name",
-        "ext",
-    ]
-)
 
 
 @PROPERTY_SETTINGS

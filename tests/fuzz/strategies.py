@@ -74,3 +74,45 @@ CURSORS = st.one_of(
     st.tuples(INSTANTS, st.integers(min_value=-(2**70), max_value=2**70)).map(lambda pair: cursor_of(list(pair))),
     ANY_JSON.map(cursor_of),
 )
+
+# The fields of an OTLP/JSON span, to override with hostile values.
+SPAN_FIELDS = st.sampled_from(
+    [
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "events",
+        "links",
+        "status",
+        "flags",
+        "traceState",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+    ]
+)
+
+# The attributes of a CloudEvent (and extensions correlation reads), to set to hostile values.
+EVENT_FIELDS = st.sampled_from(
+    [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "datacontenttype",
+        "data",
+        "data_base64",
+        "correlationid",
+        "traceparent",
+        "causationid",
+        "ext",
+        "sequence",
+    ]
+)

@@ -12,48 +12,10 @@ from collectors import cloudevents, otlp
 from collectors.limits import Limits
 from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
 from tests.fuzz import fuzz_settings
-from tests.fuzz.strategies import ANY_JSON, TEXT, json_text
+from tests.fuzz.strategies import ANY_JSON, EVENT_FIELDS, SPAN_FIELDS, TEXT, json_text
 
 LIMITS = Limits()
 VALID_PROTOBUF = protobuf_request([{"name": "a", "attributes": {"k": "v", "n": 1}}, {"name": "b"}])
-SPAN_FIELDS = st.sampled_from(
-    [
-        "traceId",
-        "spanId",
-        "parentSpanId",
-        "name",
-        "kind",
-        "startTimeUnixNano",
-        "endTimeUnixNano",
-        "attributes",
-        "events",
-        "links",
-        "status",
-        "flags",
-        "traceState",
-        "droppedAttributesCount",
-        "droppedEventsCount",
-    ]
-)
-EVENT_FIELDS = st.sampled_from(
-    [
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "time",
-        "subject",
-        "dataschema",
-        "datacontenttype",
-        "data",
-        "data_base64",
-        "correlationid",
-        "traceparent",
-        "causationid",
-        "Bad.Name",
-        "ext",
-    ]
-)
 
 
 def assert_decoder_error(error: otlp.OtlpDecodeError | cloudevents.CloudEventError) -> None:
