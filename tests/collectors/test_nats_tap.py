@@ -186,8 +186,10 @@ def test_a_tap_stopped_mid_stream_and_one_that_died_before_acknowledging_lose_an
 
     first = stream.tap(batch_size=4)
     polls = count_polls(first)
-    first.run(should_stop=lambda: len([handled for handled in polls if handled]) >= 2)  # stopped after two batches
-    assert first.stored == 8
+    # Stopped mid-stream, once it stored two batches' worth (a poll may take fewer than a batch
+    # when the broker hands the messages over in smaller groups).
+    first.run(should_stop=lambda: first.stored >= 8)
+    assert 8 <= first.stored < len(keys) * 5 and all(handled <= 4 for handled in polls)
 
     def commits_then_dies(records):
         store_observations(records)
@@ -201,7 +203,7 @@ def test_a_tap_stopped_mid_stream_and_one_that_died_before_acknowledging_lose_an
 
     last = stream.tap()
     last.run(should_stop=lambda: False, exit_when_idle=True)
-    assert last.stored == len(keys) * 5 - 8  # including the four redelivered
+    assert last.stored == len(keys) * 5 - first.stored  # including those the crashed tap stored, redelivered
     stored = list(Observation.objects.values_list("event_id", flat=True))
     assert sorted(stored) == sorted(f"{key}-{name}" for key in keys for name, _, _ in CHECKOUT_STEPS)
     assert consumer_pending(settings.NATS_URL, [stream.name])[stream.name]["choreoscope-tap"] == {"pending": 0, "unacked": 0}
