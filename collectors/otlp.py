@@ -549,18 +549,28 @@ def decode_traces(body: bytes, content_type: str, limits: Limits | None = None) 
 # --- answers -----------------------------------------------------------------------------------
 
 
-def export_response(content_type: str, rejected: int = 0, error_message: str = "") -> bytes:
-    """An ExportTraceServiceResponse, with partial_success only when something was rejected."""
+def partial_success_answer(
+    response_type: Any, rejected_field: str, content_type: str, rejected: int = 0, error_message: str = ""
+) -> bytes:
+    """An Export*ServiceResponse (``response_type``), with partial_success only when something was
+    rejected; ``rejected_field`` is its count's name (``rejected_spans``, ``rejected_log_records``)."""
     if content_type == PROTOBUF:
-        response = ExportTraceServiceResponse()
+        response = response_type()
         if rejected or error_message:
-            response.partial_success.rejected_spans = rejected
+            setattr(response.partial_success, rejected_field, rejected)
             response.partial_success.error_message = error_message
         return response.SerializeToString()
     if not (rejected or error_message):
         return b"{}"
-    # proto3 JSON writes int64 as a decimal string.
-    return json.dumps({"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": error_message}}).encode()
+    # proto3 JSON: camelCase field names, int64 written as a decimal string.
+    head, *rest = rejected_field.split("_")
+    json_field = head + "".join(word.title() for word in rest)
+    return json.dumps({"partialSuccess": {json_field: str(rejected), "errorMessage": error_message}}).encode()
+
+
+def export_response(content_type: str, rejected: int = 0, error_message: str = "") -> bytes:
+    """An ExportTraceServiceResponse."""
+    return partial_success_answer(ExportTraceServiceResponse, "rejected_spans", content_type, rejected, error_message)
 
 
 def status_body(content_type: str, code: int, message: str) -> bytes:

@@ -41,6 +41,7 @@ from collectors.otlp import (
     _pb_attributes,
     _pb_value,
     _string,
+    partial_success_answer,
     time_problem,
 )
 from tracing.records import ObservationRecord, event_identity
@@ -331,14 +332,5 @@ def decode_logs(body: bytes, content_type: str) -> LogBatch:
 
 
 def logs_export_response(content_type: str, rejected: int = 0, error_message: str = "") -> bytes:
-    """An ExportLogsServiceResponse, with partial_success only when something was rejected."""
-    if content_type == PROTOBUF:
-        response = ExportLogsServiceResponse()
-        if rejected or error_message:
-            response.partial_success.rejected_log_records = rejected
-            response.partial_success.error_message = error_message
-        return response.SerializeToString()
-    if not (rejected or error_message):
-        return b"{}"
-    # proto3 JSON writes int64 as a decimal string.
-    return json.dumps({"partialSuccess": {"rejectedLogRecords": str(rejected), "errorMessage": error_message}}).encode()
+    """An ExportLogsServiceResponse."""
+    return partial_success_answer(ExportLogsServiceResponse, "rejected_log_records", content_type, rejected, error_message)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
-from django.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +100,6 @@ def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
 
 def publish(group: str, data: Mapping[str, Any]) -> None:
     publish_many([(group, data)])
-
-
-def publish_on_commit(group: str, build: Callable[[], Mapping[str, Any] | None]) -> None:
-    """After the current transaction commits, build the message (reads see the committed data)
-    and send it to ``group``; nothing is sent if the transaction rolls back."""
-
-    def send() -> None:
-        try:
-            data = build()
-        except Exception:
-            log.exception("building a live message for %s failed", group)
-            return
-        if data is not None:
-            publish(group, data)
-
-    transaction.on_commit(send)
 
 
 def end_session(session_key: str) -> None:

@@ -114,9 +114,6 @@ class FlowType:
 class FlowsConfig:
     types: tuple[FlowType, ...] = field(default_factory=tuple)
 
-    def type_named(self, name: str) -> FlowType | None:
-        return next((flow_type for flow_type in self.types if flow_type.type == name), None)
-
 
 EMPTY = FlowsConfig()
 

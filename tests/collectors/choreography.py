@@ -88,3 +88,40 @@ def count_polls(tap: Any) -> list[int]:
 
     tap.poll = poll
     return polls
+
+
+@dataclass
+class Restarts:
+    """What the taps of ``stop_crash_and_restart`` stored: the first (stopped mid-stream) and the
+    last (which finished the stream after one that died before acknowledging)."""
+
+    first: int
+    last: int
+
+
+def stop_crash_and_restart(make_tap: Any, total: int) -> Restarts:
+    """Against ``total`` messages waiting: a tap stopped once it stored two batches' worth (a poll
+    may take fewer than a batch when the broker hands messages over in smaller groups); then one
+    that commits a batch and dies before acknowledging it; then a fresh tap until idle."""
+    import pytest
+
+    from tracing.store import store_observations
+
+    first = make_tap(batch_size=4)
+    polls = count_polls(first)
+    first.run(should_stop=lambda: first.stored >= 8)
+    assert 8 <= first.stored < total and all(handled <= 4 for handled in polls)
+
+    def commits_then_dies(records: Any) -> None:
+        store_observations(records)
+        raise ConnectionError("connection lost before the acknowledgement")
+
+    crashed = make_tap(batch_size=4, store=commits_then_dies)
+    crashed.connect()
+    with pytest.raises(ConnectionError):
+        crashed.poll()
+    crashed.disconnect()  # what it stored was never acknowledged: the broker delivers it again
+
+    last = make_tap()
+    last.run(should_stop=lambda: False, exit_when_idle=True)
+    return Restarts(first.stored, last.stored)

@@ -17,7 +17,14 @@ from django.core.management import call_command
 from choreoscope.metrics import REGISTRY
 from collectors.taps.base import BadMessage
 from collectors.taps.rabbitmq import RabbitTap, amqp_record, queue_depths
-from tests.collectors.choreography import CHECKOUT_STEPS, BusEvent, checkout, count_polls, flow_shape, http_flow_shape
+from tests.collectors.choreography import (
+    CHECKOUT_STEPS,
+    BusEvent,
+    checkout,
+    flow_shape,
+    http_flow_shape,
+    stop_crash_and_restart,
+)
 from tracing.models import Observation
 from tracing.store import store_observations
 
@@ -184,26 +191,8 @@ def test_a_tap_stopped_mid_stream_and_one_that_died_before_acknowledging_lose_an
         for event in checkout(key):
             broker.publish(event, "binary")
 
-    first = broker.tap(batch_size=4)
-    polls = count_polls(first)
-    # Stopped mid-stream, once it stored two batches' worth (a poll may take fewer than a batch
-    # when the broker hands the messages over in smaller groups).
-    first.run(should_stop=lambda: first.stored >= 8)
-    assert 8 <= first.stored < len(keys) * 5 and all(handled <= 4 for handled in polls)
-
-    def commits_then_dies(records):
-        store_observations(records)
-        raise ConnectionError("connection lost before the acknowledgement")
-
-    crashed = broker.tap(batch_size=4, store=commits_then_dies)
-    crashed.connect()
-    with pytest.raises(ConnectionError):
-        crashed.poll()
-    crashed.disconnect()  # the four stored messages were never acknowledged: RabbitMQ delivers them again
-
-    last = broker.tap()
-    last.run(should_stop=lambda: False, exit_when_idle=True)
-    assert last.stored == len(keys) * 5 - first.stored  # including those the crashed tap stored, redelivered
+    runs = stop_crash_and_restart(broker.tap, total=len(keys) * 5)
+    assert runs.last == len(keys) * 5 - runs.first  # including those the crashed tap stored, redelivered
     stored = list(Observation.objects.values_list("event_id", flat=True))
     assert sorted(stored) == sorted(f"{key}-{name}" for key in keys for name, _, _ in CHECKOUT_STEPS)
     assert broker.depth(broker.tap_queue) == 0
