@@ -1,0 +1,205 @@
+"""Orchestration or choreography, as observed: how each step of a flow was reached, and which
+chain of steps decided how long the flow took.
+
+Pure functions over plain data (``Step`` and ``(cause, effect, kind)`` triples), so the flow
+JSON, the service map and the coupling page classify the same way.
+
+**Interaction style** of an edge between two observations (``interaction_style``):
+
+- ``internal``: both belong to one service;
+- ``call``: a request/response between two services, one waiting for the other: a CLIENT span
+  and its SERVER child, or a parent/child pair whose spans carry HTTP, RPC or gRPC attributes
+  (``http.request.method``, ``rpc.system``, …). A parent/child pair across services with no hint
+  either way is a call too: the caller propagated its context in-band and the callee ran inside it;
+- ``event``: a reaction to a message: PRODUCER → CONSUMER spans, spans with messaging attributes,
+  span links across traces, and every CloudEvents relation (``caused_by``, ``delivers``,
+  ``emitted_by``) between two services.
+
+**Critical path** (``critical_path``): the chain of steps that decided the flow's end-to-end
+time. It starts at the step that ended last and walks back in time with a cursor:
+
+1. at a step, among the effects it waited for (its child spans and the events it emitted, not
+   yet on the path) that ended before the cursor, take the one that ended last, put it on the
+   path and continue inside it (cursor = its end). The time between its end and the cursor is
+   the step's own work (*self time*); if it belongs to another service reached by a call, the
+   child's whole duration is time the step's service spent *waiting*;
+2. when no such effect is left, the time back to the step's start is its own work too; then go
+   to its nearest cause (a cause that is not itself the cause of another cause: the event a
+   consumer reacted to rather than the span that produced the event) that ended last. A gap
+   between that cause's end and the step's start, on an event edge, is time the step's service
+   spent *queued* (the message waited on the bus or in its backlog). Re-entering a parent span
+   continues its walk from the child's start, so sequential calls are found one after another;
+3. stop at a step with no cause.
+
+Fan-outs are handled by step 1's choice (the branch that ended last is the one the flow waited
+for); waits by the cursor. Each service's clock is used only within its own steps and the gaps
+next to them, and negative gaps (clock skew) count as zero, so the total is the sum of the parts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Style = Literal["call", "event", "internal"]
+STYLES: tuple[Style, ...] = ("call", "event", "internal")
+
+# OTLP SpanKind numbers.
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
+
+CALL_ATTRIBUTES = ("http.request.method", "http.method", "rpc.system", "rpc.method", "rpc.service", "grpc.method")
+MESSAGING_ATTRIBUTES = ("messaging.system", "messaging.operation.type", "messaging.operation", "messaging.destination.name")
+# Edges whose parent runs for as long as the child: what a step can be waiting on.
+NESTING_KINDS = frozenset({"child_of", "emitted_by"})
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What classification and the critical path need to know of one observation."""
+
+    id: int
+    service: str
+    kind: str = "span"  # "span" or "event"
+    span_kind: int = 0
+    start_ns: int = 0
+    end_ns: int | None = None  # None for an event (an instant) or a span still open
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def finish_ns(self) -> int:
+        return self.end_ns if self.end_ns is not None and self.end_ns >= self.start_ns else self.start_ns
+
+
+def _has_any(attributes: Mapping[str, Any], names: Iterable[str]) -> bool:
+    return any(name in attributes for name in names)
+
+
+def interaction_style(cause: Step, effect: Step, kind: str) -> Style:
+    """How ``effect`` was reached from ``cause`` over an edge of ``kind`` (see the module text)."""
+    if cause.service == effect.service:
+        return "internal"
+    if kind != "child_of" or cause.kind != "span" or effect.kind != "span":
+        return "event"
+    if cause.span_kind == PRODUCER or effect.span_kind == CONSUMER:
+        return "event"
+    if cause.span_kind == CLIENT or effect.span_kind == SERVER:
+        return "call"
+    if _has_any(cause.attributes, MESSAGING_ATTRIBUTES) or _has_any(effect.attributes, MESSAGING_ATTRIBUTES):
+        if not (_has_any(cause.attributes, CALL_ATTRIBUTES) or _has_any(effect.attributes, CALL_ATTRIBUTES)):
+            return "event"
+    return "call"
+
+
+def edge_styles(steps: Iterable[Step], edges: Iterable[tuple[int, int, str]]) -> list[Style]:
+    """The style of each edge, in the order given; an edge to a step not given is ``internal``."""
+    by_id = {step.id: step for step in steps}
+    styles: list[Style] = []
+    for source, target, kind in edges:
+        cause, effect = by_id.get(source), by_id.get(target)
+        styles.append(interaction_style(cause, effect, kind) if cause and effect else "internal")
+    return styles
+
+
+# --- The critical path ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTime:
+    service: str
+    self_ns: int  # its own work on the path
+    waiting_ns: int  # its steps on the path were open while another service answered a call
+    queued_ns: int  # between an event and this service's reaction to it
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalPath:
+    steps: list[int]  # step ids, first to last
+    services: list[ServiceTime]  # most time first
+    total_ns: int  # self and queued time of every service: the path's length
+
+    def share_of(self, service: str) -> float:
+        """The share of the path's time this service spent working or queued."""
+        found = next((entry for entry in self.services if entry.service == service), None)
+        if found is None or self.total_ns <= 0:
+            return 0.0
+        return (found.self_ns + found.queued_ns) / self.total_ns
+
+
+EMPTY_PATH = CriticalPath([], [], 0)
+
+
+@dataclass
+class _Walk:
+    by_id: dict[int, Step]
+    causes: dict[int, list[tuple[int, str]]]
+    effects: dict[int, list[tuple[int, str]]]
+    on_path: set[int] = field(default_factory=set)
+    self_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    waiting_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    queued_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def last_waited_effect(self, step: Step, cursor: int) -> Step | None:
+        waited = [
+            self.by_id[target]
+            for target, kind in self.effects[step.id]
+            if kind in NESTING_KINDS and target not in self.on_path and self.by_id[target].finish_ns <= cursor
+        ]
+        return max(waited, key=lambda s: (s.finish_ns, s.start_ns), default=None)
+
+    def nearest_cause(self, step: Step) -> tuple[Step, str] | None:
+        causes = [(self.by_id[source], kind) for source, kind in self.causes[step.id]]
+        ids = {cause.id for cause, _ in causes}
+        # A cause that caused another cause of this step (the span that produced the event this
+        # step reacted to) is further away: the other one is the step's immediate reason.
+        nearest = [(c, k) for c, k in causes if not any(t in ids for t, _ in self.effects[c.id])] or causes
+        return max(nearest, key=lambda pair: (pair[0].finish_ns, pair[0].start_ns), default=None)
+
+    def run(self, last: Step, limit: int) -> None:
+        step, cursor = last, last.finish_ns
+        self.on_path.add(last.id)
+        for _ in range(limit):
+            child = self.last_waited_effect(step, cursor)
+            if child is not None:
+                self.self_ns[step.service] += max(0, cursor - child.finish_ns)
+                if child.service != step.service and interaction_style(step, child, "child_of") == "call":
+                    self.waiting_ns[step.service] += child.finish_ns - child.start_ns
+                self.on_path.add(child.id)
+                step, cursor = child, child.finish_ns
+                continue
+            self.self_ns[step.service] += max(0, cursor - step.start_ns)
+            found = self.nearest_cause(step)
+            if found is None:
+                return
+            cause, kind = found
+            enclosing = kind in NESTING_KINDS and cause.finish_ns >= step.finish_ns
+            if cause.id in self.on_path and not enclosing:
+                return  # a cycle (bad data): the path so far stands
+            gap = step.start_ns - cause.finish_ns
+            if gap > 0 and interaction_style(cause, step, kind) == "event":
+                self.queued_ns[step.service] += gap
+            self.on_path.add(cause.id)
+            step, cursor = cause, min(cause.finish_ns, step.start_ns)
+
+
+def critical_path(steps: Sequence[Step], edges: Iterable[tuple[int, int, str]]) -> CriticalPath:
+    """The critical path of one flow; ``steps`` in causal order (the path is listed in it)."""
+    if not steps:
+        return EMPTY_PATH
+    by_id = {step.id: step for step in steps}
+    causes: dict[int, list[tuple[int, str]]] = {step.id: [] for step in steps}
+    effects: dict[int, list[tuple[int, str]]] = {step.id: [] for step in steps}
+    for source, target, kind in edges:
+        if source in by_id and target in by_id and source != target:
+            causes[target].append((source, kind))
+            effects[source].append((target, kind))
+    order = {step.id: position for position, step in enumerate(steps)}
+    last = max(steps, key=lambda step: (step.finish_ns, order[step.id]))
+    walk = _Walk(by_id, causes, effects)
+    walk.run(last, limit=4 * (len(steps) + sum(map(len, causes.values()))) + 4)
+    services = {by_id[node].service for node in walk.on_path}
+    times = [ServiceTime(name, walk.self_ns[name], walk.waiting_ns[name], walk.queued_ns[name]) for name in services]
+    times.sort(key=lambda entry: (-(entry.self_ns + entry.queued_ns), entry.service))
+    total = sum(entry.self_ns + entry.queued_ns for entry in times)
+    return CriticalPath(sorted(walk.on_path, key=order.__getitem__), times, total)
