@@ -110,7 +110,7 @@ def test_callers_wait_while_callees_work() -> None:
     # checkout's own: 0-2, create order 2-10, 10-12 and 48-50 in the payment call, 50-52, 52-55 and
     # 85-90 in the fraud call, 90-100; it waits on payment (36 ms) and fraud (30 ms).
     assert times(path, "checkout") == (2 + 8 + 4 + 2 + 8 + 10, 36 + 30, 0)
-    assert times(path, "payment") == (2 + 8, 22, 0)
+    assert times(path, "payment") == (2 + 4 + 8, 22, 0)
     assert times(path, "bank") == (22, 0, 0)
     assert times(path, "fraud") == (30, 0, 0)
     assert path.services[0].service == "checkout"
