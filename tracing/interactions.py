@@ -86,10 +86,9 @@ def interaction_style(cause: Step, effect: Step, kind: str) -> Style:
         return "event"
     if cause.span_kind == CLIENT or effect.span_kind == SERVER:
         return "call"
-    if _has_any(cause.attributes, MESSAGING_ATTRIBUTES) or _has_any(effect.attributes, MESSAGING_ATTRIBUTES):
-        if not (_has_any(cause.attributes, CALL_ATTRIBUTES) or _has_any(effect.attributes, CALL_ATTRIBUTES)):
-            return "event"
-    return "call"
+    messaging = _has_any(cause.attributes, MESSAGING_ATTRIBUTES) or _has_any(effect.attributes, MESSAGING_ATTRIBUTES)
+    calling = _has_any(cause.attributes, CALL_ATTRIBUTES) or _has_any(effect.attributes, CALL_ATTRIBUTES)
+    return "event" if messaging and not calling else "call"
 
 
 def edge_styles(steps: Iterable[Step], edges: Iterable[tuple[int, int, str]]) -> list[Style]:
@@ -203,3 +202,17 @@ def critical_path(steps: Sequence[Step], edges: Iterable[tuple[int, int, str]]) 
     times.sort(key=lambda entry: (-(entry.self_ns + entry.queued_ns), entry.service))
     total = sum(entry.self_ns + entry.queued_ns for entry in times)
     return CriticalPath(sorted(walk.on_path, key=order.__getitem__), times, total)
+
+
+def step_of(row: Mapping[str, Any]) -> Step:
+    """A ``Step`` from a row of ``tracing.selectors.OBSERVATION_FIELDS`` (plus ``attributes``)."""
+    attributes = row.get("attributes")
+    return Step(
+        id=row["id"],
+        service=row["service"],
+        kind=row["kind"],
+        span_kind=row.get("span_kind") or 0,
+        start_ns=row["start_ns"],
+        end_ns=row.get("end_ns"),
+        attributes=attributes if isinstance(attributes, Mapping) else {},
+    )

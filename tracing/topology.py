@@ -6,6 +6,11 @@ for a window. A producer is the service of an event; a consumer is any other ser
 observation directly caused by that event (a causal edge from the event). A consumer that
 reacts to one event several times (a span and the event it emits) counts once, at its earliest
 reaction.
+
+Services also call each other (``tracing.interactions``): a call edge goes straight from the
+calling service to the called one, with the calls' count, rate, p95 duration (as the caller saw
+it) and error share. Every edge says its ``style``: ``event`` (producer → type → consumer) or
+``call`` (caller → callee).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from tracing.interactions import Step, interaction_style
 from tracing.latency import percentile
 
 # A window is read from at most this many events and as many reactions, newest first, so that
@@ -42,6 +48,14 @@ class Reaction:
     type: str
     consumer: str
     latency_ns: int
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    caller: str
+    callee: str
+    duration_ns: int
     failed: bool = False
 
 
@@ -74,11 +88,14 @@ def earliest_reactions(reactions: Iterable[Reaction]) -> list[Reaction]:
     return [Reaction(r.event_id, r.producer, r.type, r.consumer, r.latency_ns, (key in failed)) for key, r in chosen.items()]
 
 
-def _edge(source: str, target: str, count: int, errors: int, window_seconds: float, latencies_ms: list[float]) -> dict[str, Any]:
+def _edge(
+    source: str, target: str, count: int, errors: int, window_seconds: float, latencies_ms: list[float], style: str = "event"
+) -> dict[str, Any]:
     p95 = percentile(latencies_ms, 0.95)
     return {
         "source": source,
         "target": target,
+        "style": style,
         "count": count,
         "rate": round(count / window_seconds, 4) if window_seconds > 0 else 0.0,
         "p95_ms": round(p95, 1) if p95 is not None else None,
@@ -86,7 +103,9 @@ def _edge(source: str, target: str, count: int, errors: int, window_seconds: flo
     }
 
 
-def build_topology(events: Iterable[EmittedEvent], reactions: Iterable[Reaction], window_seconds: float) -> dict[str, Any]:
+def build_topology(
+    events: Iterable[EmittedEvent], reactions: Iterable[Reaction], window_seconds: float, calls: Iterable[Call] = ()
+) -> dict[str, Any]:
     """The graph in the ``GET /api/topology`` shape, nodes and edges sorted for stable output."""
     produced: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for event in events:
@@ -99,7 +118,12 @@ def build_topology(events: Iterable[EmittedEvent], reactions: Iterable[Reaction]
         # A reaction whose event fell outside the row limit still names its producer.
         produced.setdefault((reaction.producer, reaction.type), [0, 0])
 
+    called: dict[tuple[str, str], list[Call]] = defaultdict(list)
+    for call in calls:
+        called[(call.caller, call.callee)].append(call)
+
     services = {service for service, _ in produced} | {consumer for _, consumer in consumed}
+    services |= {name for pair in called for name in pair}
     types = {event_type for _, event_type in produced} | {event_type for event_type, _ in consumed}
     nodes = [{"id": service_node(name), "kind": "service", "name": name} for name in sorted(services)]
     nodes += [{"id": event_type_node(name), "kind": "event_type", "name": name} for name in sorted(types)]
@@ -113,6 +137,10 @@ def build_topology(events: Iterable[EmittedEvent], reactions: Iterable[Reaction]
         latencies = [max(0, r.latency_ns) / 1e6 for r in group]
         errors = sum(r.failed for r in group)
         edges.append(_edge(event_type_node(event_type), service_node(consumer), len(group), errors, window_seconds, latencies))
+    for (caller, callee), made in sorted(called.items()):
+        durations = [max(0, call.duration_ns) / 1e6 for call in made]
+        errors = sum(call.failed for call in made)
+        edges.append(_edge(service_node(caller), service_node(callee), len(made), errors, window_seconds, durations, "call"))
     return {"nodes": nodes, "edges": edges}
 
 
@@ -146,6 +174,51 @@ def _reaction_rows(queryset: Any) -> list[Reaction]:
     ]
 
 
+def _call_rows(queryset: Any) -> list[Call]:
+    """Calls among parent/child span edges between two services. Span kinds decide most of them;
+    the attributes are read only for the pairs whose kinds say nothing."""
+    rows = queryset.values_list(
+        "source_id", "target_id", "source__service", "target__service", "source__span_kind", "target__span_kind",
+        "source__start_ns", "source__end_ns", "target__start_ns", "target__end_ns", "source__status", "target__status",
+    )  # fmt: skip
+    rows = list(rows)
+    undecided = {source for source, _, _, _, kind, other, *_ in rows if kind in (0, 1) and other in (0, 1)}
+    undecided |= {target for _, target, _, _, kind, other, *_ in rows if kind in (0, 1) and other in (0, 1)}
+    attributes = _attributes_of(undecided)
+    calls = []
+    for source, target, caller, callee, kind, other, start, end, t_start, t_end, status, t_status in rows:
+        cause = Step(source, caller, "span", kind, start, end, attributes.get(source, {}))
+        effect = Step(target, callee, "span", other, t_start, t_end, attributes.get(target, {}))
+        if interaction_style(cause, effect, "child_of") != "call":
+            continue
+        # The caller's span is the call as the caller saw it; a server span alone is all we have otherwise.
+        duration = (end or start) - start if kind == 3 else (t_end or t_start) - t_start
+        calls.append(Call(caller, callee, duration, "error" in (status, t_status)))
+    return calls
+
+
+def _attributes_of(observation_ids: set[int]) -> dict[int, dict[str, Any]]:
+    from tracing.models import Observation
+
+    ids = sorted(observation_ids)
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), 5_000):  # SQLite bounds the parameters of one statement
+        rows = Observation.objects.filter(id__any=ids[start : start + 5_000]).values_list("id", "attributes")
+        found.update((obs_id, attributes if isinstance(attributes, dict) else {}) for obs_id, attributes in rows)
+    return found
+
+
+def observed_calls(since: datetime) -> list[Call]:
+    from django.db.models import F
+
+    from tracing.models import Edge, Observation
+
+    spans = Observation.Kind.SPAN
+    edges = Edge.objects.filter(kind=Edge.Kind.CHILD_OF, source__kind=spans, target__kind=spans, source__received_at__gte=since)
+    edges = edges.exclude(source__service=F("target__service"))
+    return _call_rows(edges.order_by("-id")[:ROW_LIMIT])
+
+
 def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[str, Any]:
     """The topology of events received in the last ``window_seconds``."""
     from tracing.models import Edge, Observation
@@ -160,7 +233,7 @@ def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[
     reactions = _reaction_rows(
         Edge.objects.filter(source__kind=Observation.Kind.EVENT, source__received_at__gte=since).order_by("-id")[:ROW_LIMIT]
     )
-    return build_topology(events, reactions, window_seconds)
+    return build_topology(events, reactions, window_seconds, observed_calls(since))
 
 
 def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:

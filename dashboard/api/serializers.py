@@ -16,6 +16,7 @@ from alerts.models import Alert as AlertRow
 from alerts.status import FlowState, ShownStatus, flow_states
 from dashboard.api.paging import Page
 from tracing.correlation import iso_from_ns
+from tracing.interactions import STYLES, CriticalPath, ServiceTime, critical_path, edge_styles, step_of
 from tracing.models import Edge, Flow, Observation
 from tracing.records import Status as ObservationStatus
 from tracing.selectors import FlowGraph
@@ -121,11 +122,26 @@ class FlowEdge(TypedDict):
     source: Annotated[int, described("The cause's node id.")]
     target: Annotated[int, described("The effect's node id.")]
     kind: Annotated[str, choices(Edge.Kind.values)]
+    style: Annotated[
+        str,
+        choices(STYLES, "call: request/response between two services; event: reaction to a message; internal: one service."),
+    ]
+
+
+class CriticalPathService(TypedDict):
+    service: str
+    self_ms: Annotated[float, described("Its own work on the critical path.")]
+    waiting_ms: Annotated[float, described("Time its steps on the path waited for another service's answer (calls).")]
+    queued_ms: Annotated[float, described("Time between an event and this service's reaction to it, on the path.")]
+    share: Annotated[float, described("(self + queued) / the path's time, 0..1.")]
 
 
 class FlowDetail(FlowSummary):
     nodes: Annotated[list[FlowNode], described("In causal order.")]
     edges: Annotated[list[FlowEdge], described("From cause to effect.")]
+    critical_path: Annotated[list[int], described("The node ids of the chain that decided the flow's time, first to last.")]
+    critical_path_ms: Annotated[float, described("The critical path's time: its services' self and queued time.")]
+    critical_path_services: Annotated[list[CriticalPathService], described("Each service's time on the path, most first.")]
 
 
 class FlowPage(TypedDict):
@@ -200,10 +216,29 @@ def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
 def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> FlowDetail:
     """The shape of ``GET /api/flows/<id>`` (and of the flow page's data): the summary, nodes in
     causal order, edges from cause to effect."""
+    steps = [step_of(row) for row in graph.observations]
+    styles = edge_styles(steps, graph.edges)
+    path = critical_path(steps, graph.edges)
     return {
         **serialize_flow_summary(flow, state),
         "nodes": [serialize_node(row, order) for order, row in enumerate(graph.observations)],
-        "edges": [{"source": source, "target": target, "kind": kind} for source, target, kind in graph.edges],
+        "edges": [
+            {"source": source, "target": target, "kind": kind, "style": style}
+            for (source, target, kind), style in zip(graph.edges, styles, strict=True)
+        ],
+        "critical_path": path.steps,
+        "critical_path_ms": round(path.total_ns / 1e6, 3),
+        "critical_path_services": [serialize_service_time(entry, path) for entry in path.services],
+    }
+
+
+def serialize_service_time(entry: ServiceTime, path: CriticalPath) -> CriticalPathService:
+    return {
+        "service": entry.service,
+        "self_ms": round(entry.self_ns / 1e6, 3),
+        "waiting_ms": round(entry.waiting_ns / 1e6, 3),
+        "queued_ms": round(entry.queued_ns / 1e6, 3),
+        "share": round(path.share_of(entry.service), 4),
     }
 
 
@@ -219,9 +254,14 @@ class TopologyNode(TypedDict):
 class TopologyEdge(TypedDict):
     source: str
     target: str
-    count: Annotated[int, described("Events emitted (producer edges) or events reacted to (consumer edges).")]
+    style: Annotated[
+        str, choices(("event", "call"), "event: producer → event type → consumer; call: calling service → called service.")
+    ]
+    count: Annotated[int, described("Events emitted (producer edges), events reacted to (consumer edges) or calls made.")]
     rate: Annotated[float, described("Per second over the window.")]
-    p95_ms: Annotated[float | None, described("95th percentile reaction latency; null on producer edges.")]
+    p95_ms: Annotated[
+        float | None, described("p95 reaction latency, or call duration as the caller saw it; null on producer edges.")
+    ]
     error_share: Annotated[float, described("Share with status error, 0..1.")]
 
 

@@ -1,8 +1,9 @@
-"""The service map's pure core: producer → event type → consumer with rate, p95, error share."""
+"""The service map's pure core: producer → event type → consumer, and caller → callee, with
+rate, p95, error share."""
 
 import pytest
 
-from tracing.topology import EmittedEvent, Reaction, build_topology, parse_window, pulses
+from tracing.topology import Call, EmittedEvent, Reaction, build_topology, parse_window, pulses
 
 
 def reaction(event_id: int, consumer: str, latency_ms: float, failed: bool = False, event_type: str = "OrderCreated") -> Reaction:
@@ -24,6 +25,7 @@ def test_it_draws_producer_to_event_type_to_each_consumer_with_rate_p95_and_erro
     assert edges[("service:checkout", "type:OrderCreated")] == {
         "source": "service:checkout",
         "target": "type:OrderCreated",
+        "style": "event",
         "count": 20,
         "rate": 2.0,
         "p95_ms": None,
@@ -50,6 +52,26 @@ def test_a_reaction_names_its_producer_even_when_the_event_fell_outside_the_rows
     topology = build_topology([], [reaction(1, "email", 3)], 60)
     assert {"source": "service:checkout", "target": "type:OrderCreated"}.items() <= topology["edges"][0].items()
     assert topology["edges"][0]["count"] == 0
+
+
+def test_calls_go_straight_from_caller_to_callee_with_their_own_style_rate_and_p95():
+    calls = [Call("checkout", "payment", (20 + n) * 1_000_000, failed=n == 0) for n in range(20)]
+    calls += [Call("checkout", "fraud-screening", 5_000_000)]
+    topology = build_topology([EmittedEvent("checkout", "OrderCreated")], [], 10, calls)
+    edges = {(e["source"], e["target"]): e for e in topology["edges"]}
+    assert edges[("service:checkout", "service:payment")] == {
+        "source": "service:checkout",
+        "target": "service:payment",
+        "style": "call",
+        "count": 20,
+        "rate": 2.0,
+        "p95_ms": 38.0,
+        "error_share": 0.05,
+    }
+    assert edges[("service:checkout", "service:fraud-screening")]["count"] == 1
+    assert edges[("service:checkout", "type:OrderCreated")]["style"] == "event"
+    names = [node["name"] for node in topology["nodes"] if node["kind"] == "service"]
+    assert names == ["checkout", "fraud-screening", "payment"]
 
 
 def test_pulses_count_what_a_batch_moved_along_each_edge():

@@ -74,7 +74,8 @@ def test_anything_within_one_service_is_internal() -> None:
 
 def test_edge_styles_follow_the_order_of_the_edges() -> None:
     steps = [span(1, "a", 0, 10, CLIENT), span(2, "b", 1, 9, SERVER), event(3, "b", 5)]
-    assert edge_styles(steps, [(1, 2, "child_of"), (2, 3, "emitted_by"), (3, 99, "caused_by")]) == ["call", "internal", "internal"]
+    edges = [(1, 2, "child_of"), (2, 3, "emitted_by"), (3, 99, "caused_by")]
+    assert edge_styles(steps, edges) == ["call", "internal", "internal"]
 
 
 # --- Critical path: a synchronous chain ----------------------------------------------------------
@@ -176,7 +177,8 @@ def test_the_time_between_an_event_and_its_reaction_is_the_reacting_service_queu
 def test_a_hybrid_flow_waits_on_its_calls_then_on_its_reactions() -> None:
     call_steps, call_edges = orchestrated_checkout()
     # After answering, checkout's request emits OrderCreated (at 95 ms); email reacts at 130 ms.
-    steps = [*call_steps, span(20, "checkout", 92, 97, PRODUCER), event(21, "checkout", 95), span(22, "email", 130, 160, CONSUMER)]
+    reactions = [span(20, "checkout", 92, 97, PRODUCER), event(21, "checkout", 95), span(22, "email", 130, 160, CONSUMER)]
+    steps = [*call_steps, *reactions]
     edges = [*call_edges, (1, 20, "child_of"), (20, 21, "emitted_by"), (21, 22, "delivers"), (20, 22, "follows_from")]
     path = critical_path(steps, edges)
     assert path.steps == [1, 2, 3, 4, 5, 6, 7, 8, 20, 21, 22]
