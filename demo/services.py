@@ -25,6 +25,7 @@ from demo.catalog import CHECKOUT_LATENCY, TOPIC_BY_EVENT, Reaction, reactions_o
 from demo.events import EventReporter, ShopEvent, build_event, event_source, reaction_event_id, read_event
 from demo.faults import Faults, chance
 from demo.latency import retry_backoff_ms, sample_latency_ms
+from demo.orchestrated import OrderChecks
 from demo.telemetry import ServiceClock, format_traceparent, producer_link
 
 logger = logging.getLogger("demo.shop")
@@ -243,7 +244,10 @@ class ShopService:
 
 
 class CheckoutService(ShopService):
-    """Takes orders at a Poisson rate and emits OrderCreated for each."""
+    """Takes orders at a Poisson rate and emits OrderCreated for each (once ``checks``, when set,
+    approved it over HTTP: the shop's orchestrated part)."""
+
+    checks: OrderChecks | None = None
 
     def __init__(self, name: str, ctx: ServiceContext, rate: float, workers: int = 16) -> None:
         super().__init__(name, ctx, workers)
@@ -295,6 +299,9 @@ class CheckoutService(ShopService):
                 span.set_attribute("http.response.status_code", 500)
                 span.record_exception(ProcessingError(f"payment authorisation failed for {order_id}"))
                 span.set_status(Status(StatusCode.ERROR, "payment authorisation failed"))
+                return order_id
+            if self.checks is not None and not self.checks.approve(self.span, order_id):
+                span.set_attribute("http.response.status_code", 402)
                 return order_id
             span.set_attribute("http.response.status_code", 201)
             if not chance(self.ctx.rng, faults.drop):

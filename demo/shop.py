@@ -11,10 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from demo.bus import EventBus, InProcessBus, RedisStreamBus
 from demo.catalog import CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
+from demo.orchestrated import OrderChecks, start_order_checks
 from demo.services import CheckoutService, ServiceContext, ShopService
 from demo.telemetry import ServiceClock, service_tracer_provider, traces_endpoint
 
@@ -35,6 +38,7 @@ class ShopConfig:
     events_via_bus: bool = False  # True: events reach Choreoscope through the tap on the bus, not HTTP
     seed: int | None = None
     latency_scale: float = 1.0
+    orchestrated: bool = True  # checkout calls fraud-screening and payment over HTTP first (demo.orchestrated)
 
 
 def make_bus(config: ShopConfig) -> EventBus:
@@ -62,6 +66,7 @@ class Shop:
         self._rng = random.Random(config.seed)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self.checks: OrderChecks | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -79,6 +84,8 @@ class Shop:
         ctx = self._service_context(name)
         service: ShopService
         service = CheckoutService(name, ctx, rate=self.config.rate) if name == CHECKOUT else ShopService(name, ctx)
+        if isinstance(service, CheckoutService) and self.config.orchestrated:
+            service.checks = self.checks = start_order_checks(self._tracer_provider, self._rng, self.config.latency_scale)
         service.start()
         with self._lock:
             self.services[name] = service
@@ -99,6 +106,7 @@ class Shop:
         # one that cannot reach Choreoscope must not hold up the others.
         flushes: list[Callable[[], None]] = [reporter.stop for reporter in self.reporters]
         flushes += [service.ctx.provider.shutdown for service in self.services.values()]
+        flushes += [self.checks.stop] if self.checks else []
         flushers = [threading.Thread(target=flush, daemon=True) for flush in flushes]
         for flusher in flushers:
             flusher.start()
@@ -132,6 +140,9 @@ class Shop:
         return checkout.orders if isinstance(checkout, CheckoutService) else 0
 
     # --- internals -------------------------------------------------------------------------
+
+    def _tracer_provider(self, name: str) -> TracerProvider:
+        return service_tracer_provider(name, traces_endpoint(self.config.target, dict(os.environ)), self.config.token)
 
     def _service_context(self, name: str) -> ServiceContext:
         endpoint = traces_endpoint(self.config.target, dict(os.environ))

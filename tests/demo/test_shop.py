@@ -6,6 +6,7 @@ import pytest
 
 from demo.catalog import SERVICES
 from demo.faults import Faults
+from demo.orchestrated import ORCHESTRATED_SERVICES
 from demo.services import CheckoutService
 from demo.shop import Shop, ShopConfig
 from tests.demo.sink import start_sink
@@ -36,7 +37,7 @@ def test_every_service_reports_spans_and_events_that_tie_an_order_together(sink,
     shop = run_shop(sink, 1.5, token="demo-token")
     assert shop.orders() >= 5
 
-    assert {span.service for span in sink.spans} == set(SERVICES)
+    assert {span.service for span in sink.spans} == set(SERVICES) | set(ORCHESTRATED_SERVICES)
     assert {event["source"] for event in sink.events} == set(SERVICES)
     assert sink.authorizations == {"Bearer demo-token"}
 
