@@ -14,6 +14,7 @@ urlpatterns = [
     path("alerts/channels/<int:channel_id>/test", alerts.test_channel, name="test_channel"),
     path("live/", live.live, name="live"),
     path("services/", services.services, name="services"),
+    path("services/coupling/", services.coupling, name="coupling"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("api/", include("dashboard.api.urls")),

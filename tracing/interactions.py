@@ -32,15 +32,21 @@ time. It starts at the step that ended last and walks back in time with a cursor
 3. stop at a step with no cause.
 
 Fan-outs are handled by step 1's choice (the branch that ended last is the one the flow waited
-for); waits by the cursor. Each service's clock is used only within its own steps and the gaps
-next to them, and negative gaps (clock skew) count as zero, so the total is the sum of the parts.
+for); waits by the cursor.
+
+Services' clocks disagree, and a host running behind stamps reactions before the events they react
+to, which would hide its steps from the path (its last step would seem to end early). So before
+the walk every step is moved forward, never back, as little as makes causality hold: an effect
+starts no earlier than its parent span starts, or than the event (or the cause that is not its
+parent) it reacts to ends; its own effects move with it. Remaining negative gaps count as zero,
+so the path's total is the sum of its parts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Style = Literal["call", "event", "internal"]
@@ -115,6 +121,7 @@ class ServiceTime:
 @dataclass(frozen=True, slots=True)
 class CriticalPath:
     steps: list[int]  # step ids, first to last
+    links: list[tuple[int, int]]  # the (cause, effect) edges the path runs along
     services: list[ServiceTime]  # most time first
     total_ns: int  # self and queued time of every service: the path's length
 
@@ -126,7 +133,7 @@ class CriticalPath:
         return (found.self_ns + found.queued_ns) / self.total_ns
 
 
-EMPTY_PATH = CriticalPath([], [], 0)
+EMPTY_PATH = CriticalPath([], [], [], 0)
 
 
 @dataclass
@@ -135,6 +142,7 @@ class _Walk:
     causes: dict[int, list[tuple[int, str]]]
     effects: dict[int, list[tuple[int, str]]]
     on_path: set[int] = field(default_factory=set)
+    links: set[tuple[int, int]] = field(default_factory=set)
     self_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     waiting_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     queued_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -165,6 +173,7 @@ class _Walk:
                 if child.service != step.service and interaction_style(step, child, "child_of") == "call":
                     self.waiting_ns[step.service] += child.finish_ns - child.start_ns
                 self.on_path.add(child.id)
+                self.links.add((step.id, child.id))
                 step, cursor = child, child.finish_ns
                 continue
             self.self_ns[step.service] += max(0, cursor - step.start_ns)
@@ -179,20 +188,45 @@ class _Walk:
             if gap > 0 and interaction_style(cause, step, kind) == "event":
                 self.queued_ns[step.service] += gap
             self.on_path.add(cause.id)
+            self.links.add((cause.id, step.id))
             step, cursor = cause, min(cause.finish_ns, step.start_ns)
+
+
+def causally_shifted(steps: Sequence[Step], causes: Mapping[int, list[tuple[int, str]]]) -> list[Step]:
+    """``steps`` (in causal order) moved forward in time just enough that no step starts before
+    its parent span starts or before the event it reacts to ends (see the module text)."""
+    by_id = {step.id: step for step in steps}
+    shifted: dict[int, Step] = {}
+    for step in steps:
+        earliest = step.start_ns
+        for source, kind in causes.get(step.id, []):
+            cause = shifted.get(source)
+            if cause is None:  # a cycle (bad data): causal order broke it here
+                continue
+            # A parent span, a span that emitted an event, a linked producer: the effect starts within it.
+            anchor = cause.start_ns if kind in NESTING_KINDS or kind == "follows_from" else cause.finish_ns
+            if kind in NESTING_KINDS and cause.service == step.service:
+                anchor = max(anchor, step.start_ns + cause.start_ns - by_id[source].start_ns)  # one host, one clock
+            earliest = max(earliest, anchor)
+        delta = earliest - step.start_ns
+        end = step.end_ns + delta if step.end_ns is not None else None
+        shifted[step.id] = replace(step, start_ns=earliest, end_ns=end) if delta else step
+    return [shifted[step.id] for step in steps]
 
 
 def critical_path(steps: Sequence[Step], edges: Iterable[tuple[int, int, str]]) -> CriticalPath:
     """The critical path of one flow; ``steps`` in causal order (the path is listed in it)."""
     if not steps:
         return EMPTY_PATH
-    by_id = {step.id: step for step in steps}
+    ids = {step.id for step in steps}
     causes: dict[int, list[tuple[int, str]]] = {step.id: [] for step in steps}
     effects: dict[int, list[tuple[int, str]]] = {step.id: [] for step in steps}
     for source, target, kind in edges:
-        if source in by_id and target in by_id and source != target:
+        if source in ids and target in ids and source != target:
             causes[target].append((source, kind))
             effects[source].append((target, kind))
+    steps = causally_shifted(steps, causes)
+    by_id = {step.id: step for step in steps}
     order = {step.id: position for position, step in enumerate(steps)}
     last = max(steps, key=lambda step: (step.finish_ns, order[step.id]))
     walk = _Walk(by_id, causes, effects)
@@ -201,7 +235,8 @@ def critical_path(steps: Sequence[Step], edges: Iterable[tuple[int, int, str]]) 
     times = [ServiceTime(name, walk.self_ns[name], walk.waiting_ns[name], walk.queued_ns[name]) for name in services]
     times.sort(key=lambda entry: (-(entry.self_ns + entry.queued_ns), entry.service))
     total = sum(entry.self_ns + entry.queued_ns for entry in times)
-    return CriticalPath(sorted(walk.on_path, key=order.__getitem__), times, total)
+    links = sorted(walk.links, key=lambda link: (order[link[1]], order[link[0]]))
+    return CriticalPath(sorted(walk.on_path, key=order.__getitem__), links, times, total)
 
 
 def step_of(row: Mapping[str, Any]) -> Step:

@@ -126,6 +126,7 @@ class FlowEdge(TypedDict):
         str,
         choices(STYLES, "call: request/response between two services; event: reaction to a message; internal: one service."),
     ]
+    critical: Annotated[bool, described("On the flow's critical path (the path runs along this edge).")]
 
 
 class CriticalPathService(TypedDict):
@@ -219,11 +220,12 @@ def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> Flo
     steps = [step_of(row) for row in graph.observations]
     styles = edge_styles(steps, graph.edges)
     path = critical_path(steps, graph.edges)
+    links = set(path.links)
     return {
         **serialize_flow_summary(flow, state),
         "nodes": [serialize_node(row, order) for order, row in enumerate(graph.observations)],
         "edges": [
-            {"source": source, "target": target, "kind": kind, "style": style}
+            {"source": source, "target": target, "kind": kind, "style": style, "critical": (source, target) in links}
             for (source, target, kind), style in zip(graph.edges, styles, strict=True)
         ],
         "critical_path": path.steps,

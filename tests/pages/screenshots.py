@@ -83,6 +83,7 @@ DEMO_PAGES = [  # (file name, path, what to wait for)
     ("live", "/live/", "#live-rows tr"),
     ("services", "/services/", ".service-map[data-ready=true]"),
     ("alerts", "/alerts/", "table"),
+    ("coupling", "/services/coupling/", ".coupling-type"),
 ]
 
 
@@ -100,8 +101,20 @@ def shoot_demo(server: RunningServer) -> None:
                 page.wait_for_selector(ready)
                 page.wait_for_timeout(1500)  # a few live updates and pulses
                 page.screenshot(path=OUT / f"{name}{suffix}.png")
+            shoot_hybrid_flow(page, suffix)
             context.close()
         browser.close()
+
+
+def shoot_hybrid_flow(page: Any, suffix: str) -> None:
+    """A completed order of the demo: its calls, its events and its critical path."""
+    completed = page.request.get("/api/flows?status=completed&type=order&limit=1").json()["results"]
+    if not completed:
+        return
+    page.goto(f"/flows/{completed[0]['id']}/")
+    page.wait_for_selector("#flow-graph[data-ready=true]")
+    page.wait_for_timeout(400)
+    page.screenshot(path=OUT / f"flow-hybrid{suffix}.png", full_page=True)
 
 
 def demo_main() -> None:

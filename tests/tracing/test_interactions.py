@@ -202,3 +202,22 @@ def test_a_cycle_in_bad_data_ends_the_walk() -> None:
 
 def test_an_empty_flow_has_an_empty_path() -> None:
     assert critical_path([], []).steps == []
+
+
+def test_a_service_whose_clock_runs_behind_still_ends_the_path_it_ends() -> None:
+    # email's host runs 750 ms behind: it stamps its reaction to ShipmentDispatched before the
+    # event, and before warehouse's last span ends; causally it comes last, so the path ends there.
+    steps = [
+        span(1, "warehouse", 0, 40, CONSUMER),
+        span(2, "warehouse", 0, 10, PRODUCER),
+        event(3, "warehouse", 5),  # ShipmentDispatched
+        span(4, "warehouse", 10, 40),
+        span(5, "email", -700, -650, CONSUMER),
+        event(6, "email", -660),  # DispatchNoticeSent
+    ]
+    edges = [(1, 2, "child_of"), (2, 3, "emitted_by"), (1, 4, "child_of"), (3, 5, "delivers"), (2, 5, "follows_from")]
+    edges += [(5, 6, "emitted_by"), (3, 6, "caused_by")]
+    path = critical_path(steps, edges)
+    assert path.steps == [1, 2, 3, 5, 6]
+    assert path.links == [(1, 2), (2, 3), (3, 5), (5, 6)]
+    assert times(path, "email") == (50, 0, 0)

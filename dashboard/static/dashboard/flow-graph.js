@@ -46,6 +46,7 @@ export function graphElements(snapshot, colors) {
   // On large flows edge labels cost more to draw than they tell; the line styles still show the kind.
   const edgeLabels = nodes.length <= LARGE_GRAPH;
   const ids = new Set(nodes.map((n) => String(n.id)));
+  const critical = new Set((snapshot.critical_path || []).map(String));
   const elements = [];
   for (const node of nodes) {
     const label = nodeLabel(node.name || "(unnamed)");
@@ -57,16 +58,19 @@ export function graphElements(snapshot, colors) {
         color: colorOf(colors, node.service),
         width: nodeWidth(label, node.service || ""),
       },
-      classes: [node.kind, node.status === "error" ? "error" : ""].filter(Boolean).join(" "),
+      classes: [node.kind, node.status === "error" ? "error" : "", critical.has(String(node.id)) ? "critical" : ""].filter(Boolean).join(" "),
     });
   }
   for (const edge of snapshot.edges || []) {
     const source = String(edge.source), target = String(edge.target);
     if (!ids.has(source) || !ids.has(target)) continue;
+    // Call and event edges are drawn differently (style), whatever relation joined them (kind).
+    const onPath = edge.critical === true;
+    const label = edgeLabels ? (edge.style === "call" ? "call" : EDGE_LABELS[edge.kind] || edge.kind) : "";
     elements.push({
       group: "edges",
-      data: { id: `${source}>${target}:${edge.kind}`, source, target, label: edgeLabels ? EDGE_LABELS[edge.kind] || edge.kind : "" },
-      classes: edge.kind,
+      data: { id: `${source}>${target}:${edge.kind}`, source, target, label },
+      classes: [edge.kind, `style-${edge.style || "internal"}`, onPath ? "critical" : ""].filter(Boolean).join(" "),
     });
   }
   for (const ghost of ghostsOf(snapshot)) {
@@ -96,6 +100,9 @@ function graphStyle() {
   const focus = cssVar("--focus", "#2563eb");
   const failed = cssVar("--failed", "#b91c1c");
   const stuck = cssVar("--stuck", "#b45309");
+  const call = cssVar("--call", "#4f46e5");
+  const event = cssVar("--event", "#0d9488");
+  const critical = cssVar("--critical", "#f59e0b");
   return [
     {
       selector: "node",
@@ -152,6 +159,10 @@ function graphStyle() {
     { selector: "edge.child_of", style: { "line-color": border, "target-arrow-color": border, width: 1.2 } },
     { selector: "edge.delivers", style: { "line-style": "dashed", "line-dash-pattern": [6, 3] } },
     { selector: "edge.follows_from", style: { "line-style": "dotted" } },
+    { selector: "edge.style-call", style: { "line-color": call, "target-arrow-color": call, "line-style": "solid", width: 2.4, color: call } },
+    { selector: "edge.style-event", style: { "line-color": event, "target-arrow-color": event, "line-style": "dashed", "line-dash-pattern": [7, 4], width: 1.8 } },
+    { selector: "node.critical", style: { "underlay-color": critical, "underlay-opacity": 0.28, "underlay-padding": 5, "underlay-shape": "round-rectangle" } },
+    { selector: "edge.critical", style: { "underlay-color": critical, "underlay-opacity": 0.35, "underlay-padding": 4, opacity: 1 } },
     { selector: "edge.expected", style: { "line-style": "dashed", "line-color": stuck, "target-arrow-color": stuck, color: stuck } },
     { selector: "edge.near", style: { "line-color": focus, "target-arrow-color": focus, width: 2.5, opacity: 1, color: text } },
   ];
@@ -269,7 +280,8 @@ export class FlowGraph {
         const existing = this.cy.getElementById(element.data.id);
         if (existing.empty()) continue;
         existing.data(element.data);
-        existing.toggleClass("error", element.classes.split(" ").includes("error"));
+        const wantedClasses = element.classes.split(" ");
+        for (const name of ["error", "critical", "style-call", "style-event", "style-internal"]) existing.toggleClass(name, wantedClasses.includes(name));
       }
       if (fresh.length) this.cy.add(fresh);
     });

@@ -3,6 +3,7 @@
 // snapshot, keeping the selection (node ids are stable), so a live updater only has to call it
 // (or dispatch a "choreoscope:flow-snapshot" event whose detail is the snapshot).
 
+import { renderCriticalPath } from "./flow-critical.js";
 import { FlowGraph } from "./flow-graph.js";
 import { FlowTimeline } from "./flow-timeline.js";
 import {
@@ -273,6 +274,7 @@ export function applySnapshot(snapshot) {
   const nowMs = Date.now();
   renderHeader(snapshot, nowMs);
   renderLegend();
+  renderCriticalPath($("#flow-critical"), snapshot, colors);
   // Marks let the benchmark (and anyone with devtools) see where drawing time goes.
   performance.mark("flow-graph-start");
   if (graph) graph.render(snapshot, colors);

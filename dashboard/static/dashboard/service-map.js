@@ -1,5 +1,7 @@
 // The service map: producer → event type → consumer, from /ws/topology/ (snapshots for the chosen
 // window, pulses as events happen). Edge labels show rate, p95 reaction latency and error share.
+// Calls (caller → callee, style "call") are drawn solid and straight between services; event
+// edges (style "event") dashed, through their event type.
 // Used full size on /services/ and compact on the overview; every [data-service-map] is one map.
 
 import cytoscape from "../vendor/cytoscape/cytoscape.esm.min.js";
@@ -44,6 +46,7 @@ function edgeId(source, target) {
 function style() {
   const text = cssVar("--text", "#1b2030"), muted = cssVar("--muted", "#5d667a"), accent = cssVar("--accent", "#4f46e5");
   const surface = cssVar("--surface", "#fff"), failed = cssVar("--failed", "#b91c1c"), soft = cssVar("--accent-soft", "#e0e7ff");
+  const call = cssVar("--call", "#4f46e5"), event = cssVar("--event", "#0d9488");
   // White on the light theme's indigo; on the dark theme's paler indigo, the page's near-black reads better.
   const onAccent = window.matchMedia("(prefers-color-scheme: dark)").matches ? cssVar("--bg", "#0f1320") : "#fff";
   return [
@@ -60,6 +63,8 @@ function style() {
       "target-arrow-shape": "triangle", "arrow-scale": 0.8, opacity: 0.7, label: "data(label)", "font-size": 10, color: muted,
       "text-background-color": surface, "text-background-opacity": 0.9, "text-background-padding": 2, "text-rotation": "autorotate",
       "min-zoomed-font-size": 7 } },
+    { selector: "edge.event", style: { "line-style": "dashed", "line-dash-pattern": [7, 4], "line-color": event, "target-arrow-color": event } },
+    { selector: "edge.call", style: { "line-color": call, "target-arrow-color": call, color: call, opacity: 0.9, "target-arrow-shape": "triangle-backcurve" } },
     { selector: "edge.errors", style: { "line-color": failed, "target-arrow-color": failed, color: failed } },
     { selector: "edge.pulse", style: { "line-color": accent, "target-arrow-color": accent, opacity: 1 } },
   ];
@@ -75,7 +80,7 @@ function elementsOf(topology) {
     group: "edges",
     data: { id: edgeId(edge.source, edge.target), source: edge.source, target: edge.target, label: edgeLabel(edge),
       weight: Math.min(6, 1.2 + Math.log10(1 + edge.count)) },
-    classes: edge.error_share >= 0.05 ? "errors" : "",
+    classes: [edge.style === "call" ? "call" : "event", edge.error_share >= 0.05 ? "errors" : ""].filter(Boolean).join(" "),
   }));
   return [...nodes, ...edges];
 }
@@ -173,7 +178,7 @@ class ServiceMap {
     if (!this.table) return;
     const names = new Map(topology.nodes.map((node) => [node.id, node.name]));
     const producers = new Map();
-    for (const edge of topology.edges) if (edge.source.startsWith("service:")) producers.set(edge.target, [...(producers.get(edge.target) || []), names.get(edge.source)]);
+    for (const edge of topology.edges) if (edge.style !== "call" && edge.source.startsWith("service:")) producers.set(edge.target, [...(producers.get(edge.target) || []), names.get(edge.source)]);
     const rows = topology.edges.filter((edge) => edge.source.startsWith("type:")).map((edge) => {
       const tr = document.createElement("tr");
       const cells = [names.get(edge.source), (producers.get(edge.source) || []).join(", "), names.get(edge.target),
@@ -188,6 +193,27 @@ class ServiceMap {
     });
     this.table.replaceChildren(...rows);
     const caption = document.querySelector("[data-map-empty-table]");
+    if (caption) caption.hidden = rows.length > 0;
+    this.fillCalls(topology, names);
+  }
+
+  fillCalls(topology, names) {
+    const table = document.querySelector("[data-call-table]");
+    if (!table) return;
+    const rows = topology.edges.filter((edge) => edge.style === "call").map((edge) => {
+      const tr = document.createElement("tr");
+      const cells = [names.get(edge.source), names.get(edge.target), formatRate(edge.rate), formatMs(edge.p95_ms) || "—",
+        `${(edge.error_share * 100).toFixed(1)}%`];
+      cells.forEach((value, index) => {
+        const td = document.createElement("td");
+        td.textContent = value;
+        if (index >= 2) td.className = "num";
+        tr.append(td);
+      });
+      return tr;
+    });
+    table.replaceChildren(...rows);
+    const caption = document.querySelector("[data-call-empty-table]");
     if (caption) caption.hidden = rows.length > 0;
   }
 
