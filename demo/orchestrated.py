@@ -141,11 +141,14 @@ class HttpService:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 status, answer = service.answer(headers, body, service.port)
                 payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller gave up (timed out, or the shop is stopping): nobody to answer
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
