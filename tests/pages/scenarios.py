@@ -442,7 +442,42 @@ def large(key: str, observations: int = 1000) -> tuple[list[ObservationRecord], 
     return b.records, []
 
 
-SCENARIOS = {"checkout": checkout, "shipped": shipped, "failed": failed, "xss": xss, "large": large}
+def orchestrated(key: str, root_type: str = "OrderCreated", minutes_ago: float = 2.0) -> tuple[list[ObservationRecord], list]:
+    """A hybrid: checkout calls fraud-screening, then payment (which calls the bank) over HTTP and
+    waits; then it emits ``root_type``, and email and warehouse react (warehouse last)."""
+    t0 = time.time_ns() - int(minutes_ago * 60e9)
+    b = FlowBuilder(key, t0)
+    trace = hex_id(32)
+    http = {"http.request.method": "POST", "http.response.status_code": 200}
+    root = b.span("checkout", "POST /checkout", trace, start_ms=0, duration_ms=320, kind=SPAN_KIND_SERVER, attributes=http)
+    for caller_parent, caller, callee, route, start, duration in (  # payment's server span calls the bank below
+        (root, "checkout", "fraud-screening", "/screenings", 10, 60),
+        (root, "checkout", "payment", "/payments", 80, 200),
+    ):
+        client = b.span(caller, f"POST {route}", trace, start_ms=start, duration_ms=duration, parent=caller_parent,
+                        kind=SPAN_KIND_CLIENT, attributes={**http, "url.full": f"http://{callee}{route}"})  # fmt: skip
+        server = b.span(callee, f"POST {route}", trace, start_ms=start + 2, duration_ms=duration - 4, parent=client,
+                        kind=SPAN_KIND_SERVER, attributes={**http, "http.route": route})  # fmt: skip
+    bank = b.span("payment", "POST /authorisations", trace, start_ms=100, duration_ms=150, parent=server,
+                  kind=SPAN_KIND_CLIENT, attributes={**http, "url.full": "http://bank/authorisations"})  # fmt: skip
+    b.span("bank", "POST /authorisations", trace, start_ms=102, duration_ms=146, parent=bank,
+           kind=SPAN_KIND_SERVER, attributes=http)  # fmt: skip
+    created = b.publish("checkout", root_type, trace, root, at_ms=300, data={"order_id": key})
+    producer = producer_of(b, created)
+    for service, reaction, start, duration in (("email", "EmailSent", 330, 40), ("warehouse", "ShipmentPrepared", 360, 900)):
+        reaction_trace, span = b.consume(service, root_type, created, producer, at_ms=start, duration_ms=duration)
+        b.publish(service, reaction, reaction_trace, span, at_ms=start + duration - 10, caused_by=created, data={"order_id": key})
+    return b.records, []
+
+
+SCENARIOS = {
+    "checkout": checkout,
+    "shipped": shipped,
+    "failed": failed,
+    "xss": xss,
+    "large": large,
+    "orchestrated": orchestrated,
+}
 
 
 def seed(name: str, key: str, **options: Any) -> dict[str, Any]:

@@ -292,6 +292,9 @@ export class FlowGraph {
     this.container.dataset.nodeCount = String(this.cy.nodes().not(".ghost").length);
     this.container.dataset.ghostCount = String(this.cy.nodes(".ghost").length);
     this.container.dataset.edgeCount = String(this.cy.edges().length);
+    this.container.dataset.callEdges = String(this.cy.edges(".style-call").length);
+    this.container.dataset.eventEdges = String(this.cy.edges(".style-event").length);
+    this.container.dataset.criticalNodes = String(this.cy.nodes(".critical").length);
     this.container.dataset.ready = "true";
   }
 
