@@ -3,7 +3,7 @@
 
 A fresh database (SQLite in a temporary directory, or a throwaway PostgreSQL database when
 ``DATABASE_URL`` is set), migrated; the orders are written through the real store and
-correlation (``tests/pages/scenarios.py``, ``orchestrated``: three calls, two reactions, 20
+correlation (``tests/pages/scenarios.py``, ``orchestrated``: three calls, two reactions, 15
 observations each). Then, in one process, ``BENCH_COUPLING_REPEAT`` (20) times each:
 
 - ``read``: ``tracing.coupling.recent_flow_samples`` (three queries);

@@ -195,12 +195,25 @@ def coupling_by_type(samples: Iterable[FlowSample]) -> list[TypeCoupling]:
 
 # --- Reading the sample --------------------------------------------------------------------------
 
-STEP_FIELDS = ("id", "flow_id", "service", "kind", "span_kind", "start_ns", "end_ns", "attributes")
+STEP_FIELDS = ("id", "flow_id", "service", "kind", "span_kind", "start_ns", "end_ns")
+UNDECIDED_KINDS = (0, 1)  # span kinds that say neither call nor message: attributes decide
+
+
+def _ambiguous_spans(rows: dict[int, dict[str, Any]], edges: Iterable[tuple[int, int, str]]) -> set[int]:
+    """Spans of cross-service parent/child pairs whose span kinds leave the style open."""
+    wanted: set[int] = set()
+    for source, target, kind in edges:
+        cause, effect = rows.get(source), rows.get(target)
+        if kind != "child_of" or cause is None or effect is None or cause["service"] == effect["service"]:
+            continue
+        if cause["span_kind"] in UNDECIDED_KINDS and effect["span_kind"] in UNDECIDED_KINDS:
+            wanted |= {source, target}
+    return wanted
 
 
 def recent_flow_samples(window_seconds: int, limit: int = SAMPLE_FLOWS, now: datetime | None = None) -> list[FlowSample]:
-    """The ``limit`` newest flows active in the last ``window_seconds``, with their steps and edges
-    (three queries, whatever the number of flows)."""
+    """The ``limit`` newest flows active in the last ``window_seconds``, with their steps and edges.
+    Attributes (JSON, the costly part) are read only for the spans whose kinds do not decide."""
     from tracing.correlation import causal_order
     from tracing.models import Edge, Flow, Observation
 
@@ -211,17 +224,22 @@ def recent_flow_samples(window_seconds: int, limit: int = SAMPLE_FLOWS, now: dat
         .values_list("id", "key", "type")[:limit]
     )
     ids = [flow_id for flow_id, _, _ in flows]
-    rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in Observation.objects.filter(flow_id__any=ids).values(*STEP_FIELDS):
-        rows[row["flow_id"]].append(row)
+    rows = {row["id"]: row for row in Observation.objects.filter(flow_id__any=ids).values(*STEP_FIELDS)}
     edges: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
-    for flow_id, source, target, kind in Edge.objects.filter(flow_id__any=ids).values_list(
-        "flow_id", "source_id", "target_id", "kind"
-    ):
+    edge_rows = Edge.objects.filter(flow_id__any=ids).values_list("flow_id", "source_id", "target_id", "kind")
+    for flow_id, source, target, kind in edge_rows:
         edges[flow_id].append((source, target, kind))
+    ambiguous = sorted(_ambiguous_spans(rows, (edge for flow_edges in edges.values() for edge in flow_edges)))
+    for start in range(0, len(ambiguous), 5_000):  # SQLite bounds the parameters of one statement
+        part = Observation.objects.filter(id__any=ambiguous[start : start + 5_000])
+        for obs_id, attributes in part.values_list("id", "attributes"):
+            rows[obs_id]["attributes"] = attributes
+    by_flow: dict[int, list[Step]] = defaultdict(list)
+    for row in rows.values():
+        by_flow[row["flow_id"]].append(step_of(row))
     samples = []
     for flow_id, key, flow_type in flows:
-        steps = {row["id"]: step_of(row) for row in rows[flow_id]}
+        steps = {step.id: step for step in by_flow[flow_id]}
         order = causal_order({i: (s.start_ns, i) for i, s in steps.items()}, [(s, t) for s, t, _ in edges[flow_id]])
         samples.append(FlowSample(flow_id, key, flow_type, [steps[i] for i in order], edges[flow_id]))
     return samples
