@@ -67,6 +67,8 @@ function style() {
     { selector: "edge.call", style: { "line-color": call, "target-arrow-color": call, color: call, opacity: 0.9, "target-arrow-shape": "triangle-backcurve" } },
     { selector: "edge.errors", style: { "line-color": failed, "target-arrow-color": failed, color: failed } },
     { selector: "edge.pulse", style: { "line-color": accent, "target-arrow-color": accent, opacity: 1 } },
+    // A pulse brightens an edge but keeps its colour: calls and events stay told apart.
+    { selector: "edge.event.pulse", style: { "line-color": event, "target-arrow-color": event } },
   ];
 }
 
