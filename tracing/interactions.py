@@ -147,20 +147,29 @@ class _Walk:
     waiting_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     queued_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    waits: dict[int, list[Step]] = field(default_factory=dict)
+    next_wait: dict[int, int] = field(default_factory=dict)
+
     def last_waited_effect(self, step: Step, cursor: int) -> Step | None:
-        waited = [
-            self.by_id[target]
-            for target, kind in self.effects[step.id]
-            if kind in NESTING_KINDS and target not in self.on_path and self.by_id[target].finish_ns <= cursor
-        ]
-        return max(waited, key=lambda s: (s.finish_ns, s.start_ns), default=None)
+        """The nested effect that ended last by ``cursor`` and is not on the path yet. A step's
+        cursor only moves back in time, so what is passed over once never qualifies again: a
+        span with thousands of sequential children is walked once, not once per child."""
+        waits = self.waits.get(step.id)
+        if waits is None:
+            nested = [self.by_id[target] for target, kind in self.effects[step.id] if kind in NESTING_KINDS]
+            waits = self.waits[step.id] = sorted(nested, key=lambda s: (s.finish_ns, s.start_ns), reverse=True)
+        index = self.next_wait.get(step.id, 0)
+        while index < len(waits) and (waits[index].id in self.on_path or waits[index].finish_ns > cursor):
+            index += 1
+        self.next_wait[step.id] = index
+        return waits[index] if index < len(waits) else None
 
     def nearest_cause(self, step: Step) -> tuple[Step, str] | None:
         causes = [(self.by_id[source], kind) for source, kind in self.causes[step.id]]
-        ids = {cause.id for cause, _ in causes}
         # A cause that caused another cause of this step (the span that produced the event this
         # step reacted to) is further away: the other one is the step's immediate reason.
-        nearest = [(c, k) for c, k in causes if not any(t in ids for t, _ in self.effects[c.id])] or causes
+        further = {grand for cause, _ in causes for grand, _ in self.causes[cause.id]}
+        nearest = [(c, k) for c, k in causes if c.id not in further] or causes
         return max(nearest, key=lambda pair: (pair[0].finish_ns, pair[0].start_ns), default=None)
 
     def run(self, last: Step, limit: int) -> None:

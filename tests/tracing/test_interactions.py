@@ -221,3 +221,11 @@ def test_a_service_whose_clock_runs_behind_still_ends_the_path_it_ends() -> None
     assert path.steps == [1, 2, 3, 5, 6]
     assert path.links == [(1, 2), (2, 3), (3, 5), (5, 6)]
     assert times(path, "email") == (50, 0, 0)
+
+
+def test_a_span_with_thousands_of_sequential_children_has_them_all_on_its_path() -> None:
+    steps = [span(0, "api", 0, 2001, SERVER)]
+    steps += [span(n, "db" if n % 2 else "api", n, n + 0.5, CLIENT if n % 2 else 1) for n in range(1, 2001)]
+    path = critical_path(steps, [(0, n, "child_of") for n in range(1, 2001)])
+    assert path.steps == list(range(2001))
+    assert times(path, "api")[0] + times(path, "db")[0] == 2001
