@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from demo.catalog import SERVICES
+from demo.orchestrated import ORCHESTRATED_SERVICES
 from tests.http import get_json, read_token
 from tests.polling import eventually
 
@@ -61,7 +62,8 @@ def test_the_demo_feeds_a_real_choreoscope_whole_flows_with_a_drop_fault_visible
     flows = _demo_flows(server, token, orders, context=run.stdout + run.stderr, since=demo_started)
     assert len(flows) == orders  # one flow per order: every consumer's new trace was joined to its order
 
-    everyone = [flow for flow in flows if set(flow["services"]) == set(SERVICES)]
+    # Checkout calls fraud-screening and payment before OrderCreated; the rest reacts to events.
+    everyone = [flow for flow in flows if set(flow["services"]) == set(SERVICES) | set(ORCHESTRATED_SERVICES)]
     assert everyone, "no order reached every service"
     with_rewards = [flow for flow in flows if "rewards" in flow["services"]]
     assert 0 < len(with_rewards) < len(flows), "rewards drops half of its deliveries"
@@ -85,3 +87,10 @@ def test_the_demo_feeds_a_real_choreoscope_whole_flows_with_a_drop_fault_visible
     # Each consumer span links back to a producer span in another trace.
     assert all(spans[edge["source"]]["trace_id"] != spans[edge["target"]]["trace_id"] for edge in follows)
     assert {spans[edge["target"]]["service"] for edge in follows} == set(SERVICES) - {"checkout"}
+    # The hybrid: two calls out of checkout's request, events everywhere else.
+    nodes = {node["id"]: node for node in detail["nodes"]}
+    calls = {(nodes[e["source"]]["service"], nodes[e["target"]]["service"]) for e in detail["edges"] if e["style"] == "call"}
+    assert calls == {("checkout", "fraud-screening"), ("checkout", "payment")}
+    across = [e for e in follows if nodes[e["source"]]["service"] != nodes[e["target"]]["service"]]
+    assert across and {e["style"] for e in across} == {"event"}  # warehouse reacting to its own event is internal
+    assert nodes[detail["critical_path"][0]]["name"] == "POST /checkout"

@@ -58,7 +58,8 @@ def test_api_topology_answers_the_contract_shape(viewer):
     assert {"id": "type:OrderCreated", "kind": "event_type", "name": "OrderCreated"} in body["nodes"]
     reaction = next(e for e in body["edges"] if e["source"] == "type:OrderCreated")
     assert reaction["target"] == "service:email"
-    assert set(reaction) == {"source", "target", "count", "rate", "p95_ms", "error_share"}
+    assert set(reaction) == {"source", "target", "style", "count", "rate", "p95_ms", "error_share"}
+    assert reaction["style"] == "event"
     assert reaction["count"] == 1
 
 
