@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from tracing.interactions import Step, interaction_style
@@ -144,13 +145,15 @@ def build_topology(
     return {"nodes": nodes, "edges": edges}
 
 
-def pulses(events: Iterable[EmittedEvent], reactions: Iterable[Reaction]) -> list[dict[str, Any]]:
+def pulses(events: Iterable[EmittedEvent], reactions: Iterable[Reaction], calls: Iterable[Call] = ()) -> list[dict[str, Any]]:
     """What just happened, as counts along graph edges: what the service map animates."""
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for event in events:
         counts[(service_node(event.service), event_type_node(event.type))] += 1
     for reaction in earliest_reactions(reactions):
         counts[(event_type_node(reaction.type), service_node(reaction.consumer))] += 1
+    for call in calls:
+        counts[(service_node(call.caller), service_node(call.callee))] += 1
     return [{"source": source, "target": target, "count": n} for (source, target), n in sorted(counts.items())]
 
 
@@ -209,8 +212,6 @@ def _attributes_of(observation_ids: set[int]) -> dict[int, dict[str, Any]]:
 
 
 def observed_calls(since: datetime) -> list[Call]:
-    from django.db.models import F
-
     from tracing.models import Edge, Observation
 
     spans = Observation.Kind.SPAN
@@ -246,4 +247,10 @@ def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:
     reactions = _reaction_rows(Edge.objects.filter(target_id__any=observation_ids, source__kind=Observation.Kind.EVENT))
     later = Edge.objects.filter(source_id__any=observation_ids, source__kind=Observation.Kind.EVENT)
     reactions += _reaction_rows(later.exclude(target_id__any=observation_ids))
-    return pulses(events, reactions)
+    # A call pulses once both its spans are in (whichever of the two came in this batch).
+    spans = Observation.Kind.SPAN
+    child_of = Edge.objects.filter(kind=Edge.Kind.CHILD_OF, source__kind=spans, target__kind=spans)
+    child_of = child_of.exclude(source__service=F("target__service"))
+    calls = _call_rows(child_of.filter(target_id__any=observation_ids))
+    calls += _call_rows(child_of.filter(source_id__any=observation_ids).exclude(target_id__any=observation_ids))
+    return pulses(events, reactions, calls)

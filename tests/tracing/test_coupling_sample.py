@@ -9,9 +9,10 @@ import pytest
 
 from tests.tracing.factories import new_trace_id, span
 from tracing.coupling import coupling_by_type, entry_styles, recent_flow_samples
+from tracing.models import Observation
 from tracing.services import correlate_pending_observations
 from tracing.store import store_observations
-from tracing.topology import observed_topology
+from tracing.topology import batch_pulses, observed_topology
 
 pytestmark = pytest.mark.django_db
 
@@ -42,3 +43,19 @@ def test_spans_of_unspecified_kind_are_classified_by_their_attributes() -> None:
 def test_an_empty_window_has_no_sample() -> None:
     assert recent_flow_samples(300) == []
     assert coupling_by_type([]) == []
+
+
+@pytest.mark.parametrize("callee_first", [False, True])
+def test_a_call_pulses_on_the_map_in_the_batch_that_completes_it(callee_first: bool) -> None:
+    now = time.time_ns()
+    trace = new_trace_id()
+    client = span("checkout", "POST /payments", trace, now, 20, kind=3)
+    server = span("payment", "POST /payments", trace, now + 1_000, 18, parent=client.span_id, kind=2)
+    first, second = (server, client) if callee_first else (client, server)
+    store_observations([first])
+    correlate_pending_observations()
+    assert batch_pulses(list(Observation.objects.values_list("id", flat=True))) == []
+    store_observations([second])
+    correlate_pending_observations()
+    latest = Observation.objects.get(identity=second.identity).id
+    assert batch_pulses([latest]) == [{"source": "service:checkout", "target": "service:payment", "count": 1}]
