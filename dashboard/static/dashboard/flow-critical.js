@@ -62,5 +62,7 @@ export function renderCriticalPath(container, snapshot, colors) {
     body.append(row);
   }
   table.append(body);
-  container.replaceChildren(summary, bar, table);
+  const scroller = h("div", "critical-table-wrap");  // five columns scroll sideways on a phone
+  scroller.append(table);
+  container.replaceChildren(summary, bar, scroller);
 }
