@@ -41,9 +41,17 @@ export function renderCriticalPath(container, snapshot, colors) {
   }
   const table = h("table", "table critical-services");
   const head = h("tr");
-  for (const [label, numeric] of [["Service", false], ["Share", true], ["Own work", true], ["Waiting on calls", true], ["Queued", true]]) {
-    const th = h("th", numeric ? "num" : "", label);
+  const columns = [
+    ["Service", ""],
+    ["Share", "its own work and queueing, as a share of the path's time"],
+    ["Own work", "time its steps on the path spent working"],
+    ["Waiting", "time its steps on the path waited for another service's answer (calls)"],
+    ["Queued", "time between an event and this service's reaction to it"],
+  ];
+  for (const [label, title] of columns) {
+    const th = h("th", title ? "num" : "", label);
     th.scope = "col";
+    if (title) th.title = title;
     head.append(th);
   }
   table.append(h("thead"));
