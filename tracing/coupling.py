@@ -23,6 +23,9 @@ from django.utils import timezone
 from tracing.interactions import CriticalPath, Step, critical_path, interaction_style, step_of
 
 SAMPLE_FLOWS = 300  # flows read per page view, newest first
+# Spans are exported in batches, seconds apart: a flow heard from within this long may still be
+# missing its calls, and would make "every flow waits on it" false for no reason.
+SETTLE_SECONDS = 10
 EXAMPLES = 3
 
 
@@ -212,14 +215,16 @@ def _ambiguous_spans(rows: dict[int, dict[str, Any]], edges: Iterable[tuple[int,
 
 
 def recent_flow_samples(window_seconds: int, limit: int = SAMPLE_FLOWS, now: datetime | None = None) -> list[FlowSample]:
-    """The ``limit`` newest flows active in the last ``window_seconds``, with their steps and edges.
-    Attributes (JSON, the costly part) are read only for the spans whose kinds do not decide."""
+    """The ``limit`` newest flows active in the last ``window_seconds`` and quiet for the last
+    ``SETTLE_SECONDS``, with their steps and edges. Attributes (JSON, the costly part) are read
+    only for the spans whose kinds do not decide."""
     from tracing.correlation import causal_order
     from tracing.models import Edge, Flow, Observation
 
-    since = (now or timezone.now()) - timedelta(seconds=window_seconds)
+    now = now or timezone.now()
+    since, settled = now - timedelta(seconds=window_seconds), now - timedelta(seconds=SETTLE_SECONDS)
     flows = list(
-        Flow.objects.filter(merged_into__isnull=True, last_seen_at__gte=since)
+        Flow.objects.filter(merged_into__isnull=True, last_seen_at__gte=since, last_seen_at__lt=settled)
         .order_by("-started_at", "-id")
         .values_list("id", "key", "type")[:limit]
     )

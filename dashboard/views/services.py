@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboard.live_feed import topology_snapshot
-from tracing.coupling import SAMPLE_FLOWS, coupling_by_type, recent_flow_samples
+from tracing.coupling import SAMPLE_FLOWS, SETTLE_SECONDS, coupling_by_type, recent_flow_samples
 from tracing.topology import DEFAULT_WINDOW, WINDOWS, parse_window
 
 COUPLING_WINDOW = "1h"
@@ -44,5 +44,6 @@ def coupling(request: HttpRequest) -> HttpResponse:
         "types": coupling_by_type(samples),
         "sampled": len(samples),
         "sample_limit": SAMPLE_FLOWS,
+        "settle_seconds": SETTLE_SECONDS,
     }
     return render(request, "dashboard/coupling.html", context, status=400 if error else 200)

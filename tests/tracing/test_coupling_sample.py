@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_spans_of_unspecified_kind_are_classified_by_their_attributes() -> None:
-    now = time.time_ns()
+    now = time.time_ns() - 60 * 10**9
     trace = new_trace_id()
     root = span("gateway", "handle", trace, now, 50)
     fetch = span("gateway", "GET /stock", trace, now + 1_000, 20, parent=root.span_id, attributes={"http.request.method": "GET"})
@@ -38,6 +38,12 @@ def test_spans_of_unspecified_kind_are_classified_by_their_attributes() -> None:
 
     calls = [edge for edge in observed_topology(3600)["edges"] if edge["style"] == "call"]
     assert [(edge["source"], edge["target"]) for edge in calls] == [("service:gateway", "service:inventory")]
+
+
+def test_a_flow_heard_from_in_the_last_seconds_waits_until_it_settles() -> None:
+    store_observations([span("checkout", "POST /checkout", new_trace_id(), time.time_ns(), 5)])
+    correlate_pending_observations()
+    assert recent_flow_samples(3600) == []
 
 
 def test_an_empty_window_has_no_sample() -> None:
