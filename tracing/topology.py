@@ -148,6 +148,13 @@ def _reaction_rows(queryset: Any) -> list[Reaction]:
 
 def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[str, Any]:
     """The topology of events received in the last ``window_seconds``."""
+    events, reactions = window_observations(window_seconds, now)
+    return build_topology(events, reactions, window_seconds)
+
+
+def window_observations(window_seconds: int, now: datetime | None = None) -> tuple[list[EmittedEvent], list[Reaction]]:
+    """The events received in the last ``window_seconds`` and the reactions to them (the rows
+    the map is built from, and what ``tracing.contracts`` compares with the declared map)."""
     from tracing.models import Edge, Observation
 
     since = (now or timezone.now()) - timedelta(seconds=window_seconds)
@@ -160,7 +167,7 @@ def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[
     reactions = _reaction_rows(
         Edge.objects.filter(source__kind=Observation.Kind.EVENT, source__received_at__gte=since).order_by("-id")[:ROW_LIMIT]
     )
-    return build_topology(events, reactions, window_seconds)
+    return events, reactions
 
 
 def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:
