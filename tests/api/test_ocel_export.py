@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pm4py
 import pytest
 
-from dashboard.ocel import object_type, ocel_time
+from dashboard.ocel import object_type, ocel_chunks, ocel_time
 from tests.tracing.factories import checkout_flow, event, store_observations
 from tracing.services import correlate_pending_observations
 
@@ -94,3 +95,17 @@ def test_object_types_come_from_the_key_prefix_else_the_flow_type():
 
 def test_times_are_utc_to_the_microsecond():
     assert ocel_time(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
+
+
+def test_a_flow_caused_from_another_flows_observation_follows_its_object():
+    """Cross-flow edges (an observation of one keyed flow caused by another's) become o2o."""
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    flows = [
+        {"id": 1, "key": "order-1", "type": "order", "status": "completed", "started_at": started},
+        {"id": 2, "key": "refund-7", "type": "refund", "status": "running", "started_at": started},
+    ]
+    row = {"identity": "e1", "name": "RefundRequested", "service": "payments", "status": "unset", "start_ns": 0}
+    document = json.loads(b"".join(ocel_chunks(flows, {2: ["order-1"]}, [(2, {**row, "business_key": "refund-7"})])))
+    assert document["objects"][1]["relationships"] == [{"objectId": "order-1", "qualifier": "follows"}]
+    assert document["events"][0]["relationships"] == [{"objectId": "refund-7", "qualifier": "key"}]
+    assert [t["name"] for t in document["objectTypes"]] == ["order", "refund"]
