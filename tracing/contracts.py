@@ -37,6 +37,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from jsonschema import Draft7Validator
+from jsonschema.exceptions import best_match
 
 from tracing.asyncapi import Application, Message, parse_asyncapi, payload_validator
 from tracing.flowconfig import ExpectedSteps, FlowsConfig, FlowType, StepRef, parse_duration
@@ -164,6 +165,7 @@ def merged_definitions(written: FlowsConfig, declared: FlowsConfig) -> FlowsConf
 class Tally:
     count: int
     example_flow: int | None = None
+    detail: str = ""  # for invalid payloads: what the first one breaks
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class DriftRow:
     party: str
     count: int
     example_flow: int | None = None
+    detail: str = ""  # for schema violations: what the example breaks, for the page
 
 
 def _undeclared(declared: DeclaredMap, observed: ObservedTraffic) -> list[DriftRow]:
@@ -225,7 +228,7 @@ def _schema_violations(declared: DeclaredMap, observed: ObservedTraffic) -> list
     for (producer, message, declarer), tally in observed.violations.items():
         consumer = declarer if declarer != producer else ""
         row = DriftRow("schema_violation", declared.channel_of(message), message, producer, consumer, producer, tally.count)
-        rows.append(replace(row, example_flow=tally.example_flow))
+        rows.append(replace(row, example_flow=tally.example_flow, detail=tally.detail))
     return rows
 
 
@@ -262,13 +265,23 @@ def payload_schemas(applications: Iterable[Application]) -> dict[str, list[Paylo
 def invalid_payloads(schemas: Sequence[PayloadSchema], samples: Iterable[tuple[Any, int | None]]) -> dict[str, Tally]:
     """Per declaring service, how many sampled payloads (data, flow id) its schema refuses."""
     counts: dict[str, int] = defaultdict(int)
-    examples: dict[str, int | None] = {}
+    examples: dict[str, tuple[int | None, str]] = {}
     for data, flow_id in samples:
         for schema in schemas:
             if not schema.validator.is_valid(data):
                 counts[schema.service] += 1
-                examples.setdefault(schema.service, flow_id)
-    return {service: Tally(count, examples[service]) for service, count in counts.items()}
+                if schema.service not in examples:
+                    examples[schema.service] = (flow_id, payload_problem(schema.validator, data))
+    return {service: Tally(count, *examples[service]) for service, count in counts.items()}
+
+
+def payload_problem(validator: Draft7Validator, data: Any) -> str:
+    """What an invalid payload breaks, as a person reads it: ``/total: 'x' is not of type 'number'``."""
+    error = best_match(validator.iter_errors(data))
+    if error is None:
+        return ""
+    where = "/" + "/".join(str(part) for part in error.absolute_path)
+    return f"{where}: {error.message[:200]}"
 
 
 # --- Loading the documents ---------------------------------------------------------------------
