@@ -45,7 +45,7 @@ def test_an_uploaded_document_shows_its_silent_receiver_at_fault(page, server, t
         TEST_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(TEST_SCREENSHOTS / "contracts.png"), full_page=True)
     finally:
-        code = "from tracing.models import ContractDocument; ContractDocument.objects.filter(name__startswith='ledger-browser').delete()"
+        code = "from tracing.models import ContractDocument as D; D.objects.filter(name__startswith='ledger-browser').delete()"
         server.manage("shell", "-c", code)
 
 
