@@ -241,7 +241,10 @@ def load_document(text: str | bytes, source: str) -> Any:
 
 
 def parse_asyncapi(text: str | bytes, source: str) -> Application:
-    return application_from(load_document(text, source), source)
+    try:
+        return application_from(load_document(text, source), source)
+    except RecursionError:
+        raise ImproperlyConfigured(f"{source}: the document is nested too deeply to read.") from None
 
 
 def payload_validator(application: Application, message: Message) -> Draft7Validator | None:
