@@ -1,5 +1,6 @@
-"""The contracts page in Chromium: a document uploaded in the admin shows up as declared, and its
-receiver, to whom nobody sends, as the party at fault."""
+"""The contracts page and the map's declared layer in Chromium: a document uploaded in the admin
+shows up as declared, its receiver, to whom nobody sends, as the party at fault, and its edge
+dashed on the service map."""
 
 from __future__ import annotations
 
@@ -33,7 +34,13 @@ def test_an_uploaded_document_shows_its_silent_receiver_at_fault(page, server, t
     try:
         page.wait_for_selector(".messagelist .success")
         page.goto("/services/")
-        page.click("text=Declared contracts")
+        page.check("[data-contracts-overlay]")
+        silent = "silent type:InvoiceIssued->service:ledger-browser-test"
+        page.wait_for_selector(f".service-map[data-overlay*='{silent}']")
+        assert page.locator(".contracts-legend").is_visible()
+        page.uncheck("[data-contracts-overlay]")
+        page.wait_for_selector(".service-map:not([data-overlay])")
+        page.click("a:has-text('Declared contracts')")
         page.wait_for_url("**/services/contracts/")
         row = page.locator("table.drift tr[data-kind=declared_not_observed]", has_text="InvoiceIssued")
         assert row.count() == 1
