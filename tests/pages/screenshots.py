@@ -142,6 +142,12 @@ def shoot_contracts(server: RunningServer) -> None:
             page.goto("/services/contracts/")
             page.wait_for_selector("table.drift")
             page.screenshot(path=OUT / f"contracts{suffix}.png", full_page=suffix == "")
+            if suffix == "":
+                page.goto("/services/")
+                page.check("[data-contracts-overlay]")
+                page.wait_for_selector(".service-map[data-overlay]")
+                page.wait_for_timeout(1000)
+                page.screenshot(path=OUT / "services-contracts.png")
             context.close()
         browser.close()
 

@@ -111,7 +111,8 @@ class ContractsOverlay {
     });
     if (added) {
       const rankDir = this.map.box.clientWidth < 600 ? "TB" : "LR";
-      cy.layout({ name: "dagre", rankDir, nodeSep: 36, rankSep: rankDir === "LR" ? 170 : 80, edgeSep: 10, padding: 24, fit: true, animate: false }).run();
+      cy.layout({ name: "dagre", rankDir, nodeSep: rankDir === "LR" ? 36 : 30, rankSep: rankDir === "LR" ? 170 : 80, edgeSep: 10, padding: 24, fit: true, animate: false }).run();
+      this.map.fitHeight();
     }
     this.map.box.dataset.overlay = marked.sort().join("|");
   }
