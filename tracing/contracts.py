@@ -340,6 +340,7 @@ class _Loaded:
     stamp: tuple[Any, ...]
     applications: tuple[Application, ...]
     checked_at: float
+    problem: str = ""  # why the documents as they are now could not be read
 
 
 _loaded: _Loaded | None = None
@@ -363,7 +364,8 @@ def _stamp(patterns: Sequence[str]) -> tuple[Any, ...]:
 
 def declared_applications() -> tuple[Application, ...]:
     """The configured and uploaded documents, re-read when they change (looked at every few
-    seconds); a file broken while running keeps what was read before, and logs why."""
+    seconds); a file broken while running keeps what was read before (none, if it was broken
+    from the start, which the system check reports), and logs why once per change."""
     global _loaded
     patterns = list(getattr(settings, "ASYNCAPI_FILES", []) or [])
     now = time.monotonic()
@@ -373,15 +375,22 @@ def declared_applications() -> tuple[Application, ...]:
     if _loaded is not None and _loaded.stamp == stamp:
         _loaded = replace(_loaded, checked_at=now)
         return _loaded.applications
+    problem = ""
     try:
         applications = tuple(_one_per_service([*read_document_files(patterns), *uploaded_applications()]))
     except ImproperlyConfigured as error:
-        if _loaded is None:
-            raise
+        # Correlation reads the documents for every batch: a broken one must not stop it.
+        problem = str(error)
         log.error("%s Keeping the AsyncAPI documents read before.", error)
-        applications = _loaded.applications
-    _loaded = _Loaded(stamp, applications, now)
+        applications = _loaded.applications if _loaded is not None else ()
+    _loaded = _Loaded(stamp, applications, now, problem)
     return applications
+
+
+def documents_problem() -> str:
+    """Why the declared documents could not be read as they are now ('' when they could)."""
+    declared_applications()
+    return _loaded.problem if _loaded is not None else ""
 
 
 def forget_loaded_documents() -> None:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard.api.params import CONTRACT_PARAMETERS, InvalidQuery, parse_contract_query, reject_unknown
 from dashboard.selectors import contract_rows
-from tracing.contracts import KINDS, PAYLOAD_SAMPLE, declared_applications
+from tracing.contracts import KINDS, PAYLOAD_SAMPLE, declared_applications, documents_problem
 from tracing.topology import WINDOWS
 
 KIND_LABELS = {
@@ -42,5 +42,6 @@ def contracts(request: HttpRequest) -> HttpResponse:
         "windows": list(WINDOWS),
         "applications": [{"app": app, "label": app.source.rsplit("/", 1)[-1]} for app in applications],
         "sample": PAYLOAD_SAMPLE,
+        "problem": documents_problem(),
     }
     return render(request, "dashboard/contracts.html", context, status=400 if error else 200)

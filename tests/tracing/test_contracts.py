@@ -12,6 +12,7 @@ from cloudevents.v1.http import CloudEvent
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
+from tracing import contracts
 from tracing.asyncapi import correlation_path, parse_asyncapi
 from tracing.contracts import (
     DeclaredMap,
@@ -19,6 +20,7 @@ from tracing.contracts import (
     ObservedTraffic,
     Tally,
     contract_drift,
+    declared_applications,
     declared_flow_definitions,
     declared_map,
     forget_loaded_documents,
@@ -333,3 +335,31 @@ def test_an_uploaded_document_declares_too_and_a_broken_one_is_refused_in_the_ad
     )
     assert broken.status_code == 200
     assert "broken.yaml, /info: &#x27;version&#x27; is a required property" in broken.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_document_broken_while_running_keeps_the_last_good_ones_and_the_page_says_why(
+    settings, tmp_path, admin_client, monkeypatch
+):
+    monkeypatch.setattr(contracts, "RECHECK_SECONDS", 0)
+    document = tmp_path / "rewards.yaml"
+    document.write_text((CHECKOUT_DOCS / "rewards.yaml").read_text())
+    settings.ASYNCAPI_FILES = [str(document)]
+    assert [app.service for app in declared_applications()] == ["rewards"]
+    document.write_text("asyncapi: 3.0.0\ninfo: {title: rewards}\n")
+    assert [app.service for app in declared_applications()] == ["rewards"]
+    page = admin_client.get("/services/contracts/").content.decode()
+    assert "/info: &#x27;version&#x27; is a required property" in page
+    assert "rewards.yaml" in page  # the documents read before are still listed
+    forget_loaded_documents()  # a process started after the edit has none to keep, and still runs
+    assert declared_applications() == ()
+
+
+@pytest.mark.django_db
+def test_a_broken_document_stops_the_system_check_naming_it(settings, tmp_path):
+    from tracing.checks import asyncapi_documents_check
+
+    (tmp_path / "bad.yaml").write_text("asyncapi: 3.0.0\ninfo: {title: x, version: '1'}\noperations: {o: {action: fly}}\n")
+    settings.ASYNCAPI_FILES = [str(tmp_path / "*.yaml")]
+    [error] = asyncapi_documents_check()
+    assert error.id == "tracing.E002" and "bad.yaml, /operations/o" in error.msg
