@@ -76,11 +76,19 @@ def _types(names: Iterable[str], attributes: tuple[tuple[str, str], ...]) -> lis
     return [{"name": name, "attributes": declared} for name in sorted(names)]
 
 
+CHUNK_BYTES = 64 * 1024  # a piece per item would cost the server a write per event
+
+
 def _array(key: str, items: Iterable[OcelObject] | Iterable[OcelEvent], first: bool) -> Iterator[bytes]:
-    yield (b"{" if first else b",") + orjson.dumps(key) + b":["
+    buffer = bytearray((b"{" if first else b",") + orjson.dumps(key) + b":[")
     for index, item in enumerate(items):
-        yield (b"," if index else b"") + orjson.dumps(item)
-    yield b"]"
+        if index:
+            buffer += b","
+        buffer += orjson.dumps(item)
+        if len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    yield bytes(buffer + b"]")
 
 
 def ocel_chunks(
