@@ -25,9 +25,10 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -402,16 +403,37 @@ def forget_loaded_documents() -> None:
 # --- Reading what ran ---------------------------------------------------------------------------
 
 
+def application_of(services: Iterable[str]) -> Callable[[str], str]:
+    """The declared application an observed service name stands for: itself, or the application
+    that a URI-like CloudEvents ``source`` ends with (``/checkout``, ``urn:shop:checkout``), as a
+    service's events carry it until the span that emitted them arrives."""
+    by_name = {service.lower(): service for service in services}
+
+    def name(observed: str) -> str:
+        if observed in by_name.values():
+            return observed
+        last = re.split(r"[/:]", observed.rstrip("/"))[-1].lower()
+        return by_name.get(last, observed)
+
+    return name
+
+
+def _added(tally: Tally | None, more: Tally) -> Tally:
+    return more if tally is None else replace(tally, count=tally.count + more.count)
+
+
 def observed_traffic(applications: Sequence[Application], window_seconds: int, now: datetime | None = None) -> ObservedTraffic:
     from tracing.models import Observation
 
     events, reactions = window_observations(window_seconds, now)
+    app = application_of(a.service for a in applications)
     produced: dict[tuple[str, str], int] = defaultdict(int)
     for event in events:
         produced[(event.service, event.type)] += 1
     reacted: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for reaction in earliest_reactions(reactions):
-        reacted[(reaction.producer, reaction.type, reaction.consumer)].append(reaction.event_id)
+        if app(reaction.consumer) != app(reaction.producer):
+            reacted[(app(reaction.producer), reaction.type, app(reaction.consumer))].append(reaction.event_id)
         produced.setdefault((reaction.producer, reaction.type), 0)
     flows = dict(Observation.objects.filter(id__in=[ids[0] for ids in reacted.values()]).values_list("id", "flow_id"))
     since = (now or timezone.now()) - timedelta(seconds=window_seconds)
@@ -424,10 +446,11 @@ def observed_traffic(applications: Sequence[Application], window_seconds: int, n
             .order_by("-id")
             .values_list("detail", "flow_id")[: PAYLOAD_SAMPLE if schemas.get(message) else 1]
         )
-        tallies[(producer, message)] = Tally(count, sample[0][1] if sample else None)
+        key = (app(producer), message)
+        tallies[key] = _added(tallies.get(key), Tally(count, sample[0][1] if sample else None))
         data = [((detail or {}).get("data"), flow_id) for detail, flow_id in sample]
         for declarer, tally in invalid_payloads(schemas.get(message, []), data).items():
-            violations[(producer, message, declarer)] = tally
+            violations[(*key, declarer)] = _added(violations.get((*key, declarer)), tally)
     return ObservedTraffic(
         tallies,
         {key: Tally(len(ids), flows.get(ids[0])) for key, ids in reacted.items()},

@@ -19,6 +19,7 @@ from tracing.contracts import (
     DriftRow,
     ObservedTraffic,
     Tally,
+    application_of,
     contract_drift,
     declared_applications,
     declared_flow_definitions,
@@ -363,3 +364,23 @@ def test_a_broken_document_stops_the_system_check_naming_it(settings, tmp_path):
     settings.ASYNCAPI_FILES = [str(tmp_path / "*.yaml")]
     [error] = asyncapi_documents_check()
     assert error.id == "tracing.E002" and "bad.yaml, /operations/o" in error.msg
+
+
+def test_an_events_uri_source_stands_for_the_application_it_ends_with():
+    application = application_of(["checkout", "fraud-check"])
+    names = ("checkout", "/checkout", "urn:shop:checkout", "https://shop.example/fraud-check/")
+    assert [application(name) for name in names] == ["checkout", "checkout", "checkout", "fraud-check"]
+    assert application("/audit") == "/audit"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_whose_source_is_a_uri_path_are_their_applications(settings, admin_client):
+    settings.ASYNCAPI_FILES = [str(CHECKOUT_DOCS / "*.json"), str(CHECKOUT_DOCS / "*.yaml")]
+    order = f"order-{next(_orders)}"
+    send(admin_client, "/checkout", "OrderCreated", order, {"total": 1.0})
+    send(admin_client, "/rewards", "PointsCreated", order, {"points": 5}, cause="OrderCreated")
+    correlate_pending_observations()
+    rows = admin_client.get("/api/contracts").json()["results"]
+    assert {(row["message"], row["producer"], row["consumer"]) for row in rows if row["kind"] == "undeclared"} == set()
+    silent = {(row["message"], row["party"]) for row in rows if row["kind"] == "declared_not_observed"}
+    assert ("OrderCreated", "rewards") not in silent and ("OrderCreated", "email") in silent
