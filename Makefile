@@ -33,11 +33,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $(VENV)/.runtime $@
 
 # With the demo, its flow definition too (orders complete at their dispatch notice, and declared
-# expectations turn a faulty service's orders stuck within a minute), unless CHOREOSCOPE_FLOWS is set.
+# expectations turn a faulty service's orders stuck within a minute), unless CHOREOSCOPE_FLOWS is set,
+# and its AsyncAPI documents (rewards' is out of date), unless CHOREOSCOPE_ASYNCAPI is set.
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensureadmin
-	$(if $(filter 1,$(DEMO)),CHOREOSCOPE_FLOWS="$${CHOREOSCOPE_FLOWS-demo/flows.yaml}") exec $(BIN)/python manage.py serve
+	$(if $(filter 1,$(DEMO)),CHOREOSCOPE_FLOWS="$${CHOREOSCOPE_FLOWS-demo/flows.yaml}" \
+		CHOREOSCOPE_ASYNCAPI="$${CHOREOSCOPE_ASYNCAPI-demo/asyncapi/*.yaml}") exec $(BIN)/python manage.py serve
 
 test: test-embedded $(if $(filter 1,$(SERVICES)),test-services)
 

@@ -239,6 +239,10 @@ MAX_PROBLEMS = env_int("CHOREOSCOPE_MAX_PROBLEMS", 20, minimum=1)
 # --- Correlation, flows, retention ----------------------------------------------------------------
 
 FLOWS_FILE = env_str("CHOREOSCOPE_FLOWS")
+# AsyncAPI 3 documents, one per application: comma-separated files or globs (tracing.contracts).
+ASYNCAPI_FILES = env_list("CHOREOSCOPE_ASYNCAPI", [])
+# Most flows one OCEL 2.0 export (GET /api/flows/export.ocel.json) writes.
+OCEL_EXPORT_MAX_FLOWS = env_int("CHOREOSCOPE_OCEL_EXPORT_MAX_FLOWS", 5_000, minimum=1)
 RETENTION_DAYS = env_int("CHOREOSCOPE_RETENTION_DAYS", 7, minimum=1)
 # Most observations one correlation transaction takes. A batch's statements cost nearly the same
 # for 2,000 rows as for 5,000, so a backlog drains faster in big batches (``bench correlation``);

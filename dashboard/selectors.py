@@ -4,14 +4,18 @@ the data of the overview and of one flow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from django.core.cache import cache
 
 from alerts.models import Alert
 from alerts.selectors import alert_page, alert_position
 from alerts.status import filter_by_status, flow_states, status_counts
 from dashboard.api.paging import Page, Position, paginate
-from dashboard.api.params import DEFAULT_LIMIT, FlowQuery
+from dashboard.api.params import DEFAULT_LIMIT, ContractQuery, FlowQuery
 from dashboard.api.serializers import FlowDetail, serialize_flow_detail
+from tracing.contracts import DriftRow, contract_report
 from tracing.models import Flow, Observation
 from tracing.records import span_identity
 from tracing.selectors import Narrowing, flow_graph, flow_page, flow_position
@@ -88,3 +92,34 @@ def overview_summary() -> OverviewSummary:
     states = flow_states(newest)
     recent = [RecentFlow(flow, states[flow.id].status) for flow in newest]
     return OverviewSummary(has_data=has_data, flows_by_status=status_counts(surviving), recent_flows=recent)
+
+
+# --- Declared contracts vs what runs ------------------------------------------------------------
+
+CONTRACTS_CACHE_SECONDS = 5  # the page, the API and the map overlay share one comparison this long
+ROW_ORDER_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)  # drift rows page by their place in the list
+
+
+def contract_rows(window: str, seconds: int) -> list[DriftRow]:
+    """The drift over a window, computed at most every few seconds."""
+    key = f"contracts:{window}"
+    rows = cache.get(key)
+    if rows is None:
+        rows = contract_report(seconds)
+        cache.set(key, rows, timeout=CONTRACTS_CACHE_SECONDS)
+    return rows
+
+
+def contract_list(query: ContractQuery, cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> Page[tuple[int, DriftRow]]:
+    """One page of drift rows, in the report's order (kind, message, producer, consumer)."""
+    rows = [
+        (place, row)
+        for place, row in enumerate(contract_rows(query.window, query.seconds), start=1)
+        if (query.kind is None or row.kind == query.kind)
+        and (query.service is None or query.service in (row.producer, row.consumer, row.party))
+    ]
+
+    def fetch(after: Position | None, count: int) -> list[tuple[int, DriftRow]]:
+        return [item for item in rows if after is None or item[0] > after[1]][:count]
+
+    return paginate(fetch, lambda item: (ROW_ORDER_ORIGIN, item[0]), cursor, limit)

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, include, path
 
-from dashboard.views import alerts, flows, health, live, login, overview, services
+from dashboard.views import alerts, contracts, flows, health, live, login, overview, services
 
 app_name = "dashboard"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("live/", live.live, name="live"),
     path("services/", services.services, name="services"),
     path("services/coupling/", services.coupling, name="coupling"),
+    path("services/contracts/", contracts.contracts, name="contracts"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("api/", include("dashboard.api.urls")),

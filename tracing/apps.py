@@ -8,6 +8,7 @@ class TracingConfig(AppConfig):
 
     def ready(self) -> None:
         import tracing.lookups  # noqa: F401  registers ``field__any``
-        from tracing.checks import flow_definitions_check
+        from tracing.checks import asyncapi_documents_check, flow_definitions_check
 
         checks.register(flow_definitions_check)
+        checks.register(asyncapi_documents_check)

@@ -20,6 +20,9 @@ A step is an event type or span name, optionally prefixed by its service
 types by name, and stuck detection (``alerts``) checks the service too. A duration is a number of
 seconds or a number with ``ms``, ``s``, ``m``, ``h`` or ``d``.
 
+AsyncAPI documents (``CHOREOSCOPE_ASYNCAPI``, ``tracing.contracts``) add to these definitions:
+their correlation ids become key paths, their declared reactions expectations.
+
 Tracing owns the format because correlation needs the keys and the start, end and error steps;
 ``alerts`` reads the expectations and the deadline from the same ``FlowType``. The file is
 checked when the process starts (``tracing.checks``) and re-read when it changes
@@ -349,7 +352,25 @@ def _reload(path: str, stamp: tuple[int, int, int] | None, previous: _Loaded | N
 
 
 def flows_config() -> FlowsConfig:
-    """The configured flow definitions, or the empty configuration. Called for every correlation
+    """The configured flow definitions, with what the AsyncAPI documents declare added
+    (``tracing.contracts``: key paths and expected reactions), or the empty configuration."""
+    from tracing.contracts import declared_applications, declared_flow_definitions, merged_definitions
+
+    written = written_flows_config()
+    applications = declared_applications()
+    if not applications:
+        return written
+    global _merged
+    if _merged is None or _merged[0] is not written or _merged[1] is not applications:
+        _merged = (written, applications, merged_definitions(written, declared_flow_definitions(applications)))
+    return _merged[2]
+
+
+_merged: tuple[FlowsConfig, Any, FlowsConfig] | None = None
+
+
+def written_flows_config() -> FlowsConfig:
+    """The flow definitions file, or the empty configuration. Called for every correlation
     batch and stuck-flow scan, so an unchanged file costs one ``stat``; a changed one is re-read,
     and a change that breaks it keeps the last good definitions (and logs why)."""
     path = getattr(settings, "FLOWS_FILE", None)

@@ -189,3 +189,15 @@ class PendingRef(models.Model):
 
     def __str__(self) -> str:
         return f"{self.observation_id} → {self.anchor}"
+
+
+class ContractDocument(models.Model):
+    """An AsyncAPI 3 document uploaded in the admin, beside those ``CHOREOSCOPE_ASYNCAPI`` names
+    (``tracing.contracts``); checked by ``tracing.asyncapi`` before it is saved."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="A label, such as the file's name.")
+    document = models.TextField(help_text="The AsyncAPI 3.0 document, YAML or JSON.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -8,13 +8,14 @@ causal order and its edges from cause to effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from tracing.correlation import causal_order
@@ -151,3 +152,35 @@ def flow_graph(flow_id: int) -> FlowGraph:
     ordered = causal_order({row["id"]: (row["start_ns"], row["id"]) for row in rows}, [(s, t) for s, t, _ in edges])
     by_id = {row["id"]: row for row in rows}
     return FlowGraph([_parsed(by_id[node_id]) for node_id in ordered], edges)
+
+
+# --- Exports --------------------------------------------------------------------------------------
+
+EXPORT_EVENT_FIELDS = ("identity", "name", "service", "status", "start_ns", "business_key")
+EXPORT_CHUNK = 200  # flows whose events one query reads, so an export streams in bounded memory
+
+
+def flows_business_events(flow_ids: Sequence[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(flow id, event row) for the business events of these flows, flow by flow in the order
+    given, each flow's events by time (``EXPORT_EVENT_FIELDS``)."""
+    for start in range(0, len(flow_ids), EXPORT_CHUNK):
+        part = flow_ids[start : start + EXPORT_CHUNK]
+        rows = Observation.objects.filter(flow_id__any=part, kind=Observation.Kind.EVENT).values("flow_id", *EXPORT_EVENT_FIELDS)
+        by_flow: dict[int, list[dict[str, Any]]] = {flow_id: [] for flow_id in part}
+        for row in rows.order_by("flow_id", "start_ns", "id"):
+            by_flow[row.pop("flow_id")].append(row)
+        for flow_id in part:
+            yield from ((flow_id, row) for row in by_flow[flow_id])
+
+
+def cross_flow_causes(flow_ids: Sequence[int]) -> dict[int, list[int]]:
+    """For each of these flows, the others among them where an observation caused one of its own."""
+    wanted, causes = set(flow_ids), defaultdict(set)
+    for start in range(0, len(flow_ids), EXPORT_CHUNK):
+        edges = Edge.objects.filter(target__flow_id__any=flow_ids[start : start + EXPORT_CHUNK]).exclude(
+            source__flow_id=F("target__flow_id")
+        )
+        for effect, cause in edges.values_list("target__flow_id", "source__flow_id"):
+            if cause in wanted:
+                causes[effect].add(cause)
+    return {flow_id: sorted(found) for flow_id, found in causes.items()}

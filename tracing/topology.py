@@ -222,6 +222,14 @@ def observed_calls(since: datetime) -> list[Call]:
 
 def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[str, Any]:
     """The topology of events received in the last ``window_seconds``."""
+    events, reactions = window_observations(window_seconds, now)
+    since = (now or timezone.now()) - timedelta(seconds=window_seconds)
+    return build_topology(events, reactions, window_seconds, observed_calls(since))
+
+
+def window_observations(window_seconds: int, now: datetime | None = None) -> tuple[list[EmittedEvent], list[Reaction]]:
+    """The events received in the last ``window_seconds`` and the reactions to them (the rows
+    the map is built from, and what ``tracing.contracts`` compares with the declared map)."""
     from tracing.models import Edge, Observation
 
     since = (now or timezone.now()) - timedelta(seconds=window_seconds)
@@ -234,7 +242,7 @@ def observed_topology(window_seconds: int, now: datetime | None = None) -> dict[
     reactions = _reaction_rows(
         Edge.objects.filter(source__kind=Observation.Kind.EVENT, source__received_at__gte=since).order_by("-id")[:ROW_LIMIT]
     )
-    return build_topology(events, reactions, window_seconds, observed_calls(since))
+    return events, reactions
 
 
 def batch_pulses(observation_ids: list[int]) -> list[dict[str, Any]]:

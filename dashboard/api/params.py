@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from alerts.models import Alert
 from alerts.status import ShownStatus
+from tracing.contracts import KINDS as DRIFT_KINDS
 from tracing.selectors import FlowFilters
 from tracing.topology import WINDOWS
 from tracing.topology import parse_window as window_from_text
@@ -63,6 +64,15 @@ FLOW_PARAMETERS = (
 FLOW_FILTER_NAMES = tuple(p.name for p in FLOW_PARAMETERS if p not in (LIMIT, CURSOR))
 ALERT_PARAMETERS = (Parameter("state", "Alert state.", _text(enum=list(Alert.State.values))), LIMIT, CURSOR)
 TOPOLOGY_PARAMETERS = (Parameter("window", "5m, 15m (default), 1h or 24h.", _text(enum=list(WINDOWS))),)
+CONTRACT_PARAMETERS = (
+    Parameter("kind", "Only rows of this kind.", _text(enum=list(DRIFT_KINDS))),
+    Parameter("service", "Rows naming this service as producer, consumer or party.", _text(maxLength=MAX_TEXT)),
+    *TOPOLOGY_PARAMETERS,
+    LIMIT,
+    CURSOR,
+)
+# The flows list's filters, without its paging: an export is one bounded document.
+EXPORT_PARAMETERS = tuple(p for p in FLOW_PARAMETERS if p not in (LIMIT, CURSOR))
 
 
 def reject_unknown(names: Iterable[str], declared: Sequence[Parameter]) -> None:
@@ -144,6 +154,20 @@ def parse_flow_query(params: Mapping[str, str]) -> FlowQuery:
     if since is not None and until is not None and since >= until:
         raise InvalidQuery("'since' must be earlier than 'until'.")
     return FlowQuery(FlowFilters(**texts, since=since, until=until), status)
+
+
+@dataclass(frozen=True)
+class ContractQuery:
+    window: str
+    seconds: int
+    kind: str | None = None
+    service: str | None = None
+
+
+def parse_contract_query(params: Mapping[str, str]) -> ContractQuery:
+    window, seconds = parse_window(params.get("window"))
+    kind = parse_choice("kind", params.get("kind"), DRIFT_KINDS)
+    return ContractQuery(window, seconds, kind, parse_text("service", params.get("service")))
 
 
 def parse_alert_state(raw: str | None) -> str | None:

@@ -9,13 +9,14 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from dashboard.api import alerts, flows, topology
+from dashboard.api import alerts, contracts, export, flows, topology
 from dashboard.api.openapi import openapi_document
 
 
 @cache
 def api_document() -> dict[str, Any]:
-    return openapi_document([*flows.OPERATIONS, *topology.OPERATIONS, *alerts.OPERATIONS])
+    modules = (flows, topology, alerts, contracts, export)
+    return openapi_document([operation for module in modules for operation in module.OPERATIONS])
 
 
 @require_GET

@@ -15,6 +15,8 @@ from alerts.expectations import Expectation
 from alerts.models import Alert as AlertRow
 from alerts.status import FlowState, ShownStatus, flow_states
 from dashboard.api.paging import Page
+from tracing.contracts import KINDS as DRIFT_KINDS
+from tracing.contracts import DriftRow
 from tracing.correlation import iso_from_ns
 from tracing.interactions import STYLES, CriticalPath, ServiceTime, critical_path, edge_styles, step_of
 from tracing.models import Edge, Flow, Observation
@@ -403,3 +405,92 @@ def serialize_learned_model(reading: alert_selectors.LearnedModelReading) -> Lea
 
 def serialize_learned_models(readings: Sequence[alert_selectors.LearnedModelReading]) -> LearnedFlowModels:
     return {"results": [serialize_learned_model(reading) for reading in readings]}
+
+
+# --- Declared contracts vs what runs ------------------------------------------------------------
+
+
+class ContractDrift(TypedDict):
+    kind: Annotated[str, choices(DRIFT_KINDS)]
+    channel: Annotated[str, described("The declared channel's address ('' when no document names the message).")]
+    message: Annotated[str, described("The message: the CloudEvents type.")]
+    producer: Annotated[str, described("The sending service ('' when none is known).")]
+    consumer: Annotated[
+        str, described("The receiving service; for a schema violation, the one whose document declared the schema.")
+    ]
+    party: Annotated[str, described("The service at fault.")]
+    count: Annotated[int, described("Events in the window (for schema violations: invalid ones among those sampled).")]
+    example_flow: Annotated[int | None, described("A flow showing it, when there is one.")]
+
+
+class ContractDriftPage(TypedDict):
+    results: list[ContractDrift]
+    next: Annotated[str | None, described("Cursor of the next page; null on the last.")]
+
+
+def serialize_contract_drift(row: DriftRow) -> ContractDrift:
+    return {
+        "kind": row.kind,
+        "channel": row.channel,
+        "message": row.message,
+        "producer": row.producer,
+        "consumer": row.consumer,
+        "party": row.party,
+        "count": row.count,
+        "example_flow": row.example_flow,
+    }
+
+
+def serialize_contract_drift_page(page: Page[DriftRow]) -> ContractDriftPage:
+    return {"results": [serialize_contract_drift(row) for row in page.rows], "next": page.next_cursor}
+
+
+# --- OCEL 2.0 export (the standard's JSON shape; dashboard.ocel writes it) ----------------------------
+
+
+class OcelAttributeType(TypedDict):
+    name: str
+    type: Annotated[str, choices(("string", "integer", "float", "boolean", "time"))]
+
+
+class OcelType(TypedDict):
+    name: str
+    attributes: list[OcelAttributeType]
+
+
+class OcelRelationship(TypedDict):
+    objectId: Annotated[str, described("A business key.")]
+    qualifier: Annotated[str, described("key, step (event to object) or follows (object to object).")]
+
+
+class OcelObjectAttribute(TypedDict):
+    name: str
+    time: Instant
+    value: Any
+
+
+class OcelObject(TypedDict):
+    id: Annotated[str, described("The flow's business key.")]
+    type: Annotated[str, described("The key's prefix (order-1042 → order), else the flow's type.")]
+    attributes: list[OcelObjectAttribute]
+    relationships: list[OcelRelationship]
+
+
+class OcelEventAttribute(TypedDict):
+    name: str
+    value: Any
+
+
+class OcelEvent(TypedDict):
+    id: Annotated[str, described("The observation's identity.")]
+    type: Annotated[str, described("The CloudEvents type.")]
+    time: Instant
+    attributes: list[OcelEventAttribute]
+    relationships: list[OcelRelationship]
+
+
+class OcelDocument(TypedDict):
+    objectTypes: list[OcelType]
+    eventTypes: list[OcelType]
+    objects: list[OcelObject]
+    events: Annotated[list[OcelEvent], described("Business events only; spans are left out.")]

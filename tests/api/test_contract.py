@@ -5,13 +5,16 @@ body must match the generated schema, with no key the schema does not name."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from django.test import Client
+from django.core.cache import cache
+from django.test import Client, override_settings
 from jsonschema import Draft202012Validator, FormatChecker
 
 from alerts.models import Alert, DeclaredFlow
@@ -19,11 +22,14 @@ from alerts.services import scan_stuck_flows
 from alerts.status import ShownStatus
 from tests.alerts.test_stuck_flows import NOW, learned_history, order_without_rewards
 from tests.tracing.factories import checkout_flow
+from tracing.contracts import KINDS as DRIFT_KINDS
+from tracing.contracts import forget_loaded_documents
 from tracing.models import Edge, Observation
 from tracing.records import Status as ObservationStatus
 from tracing.topology import WINDOWS
 
 pytestmark = pytest.mark.django_db
+DEMO_DOCUMENTS = Path(__file__).parents[2] / "demo" / "asyncapi" / "*.yaml"
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,39 @@ CALLS: dict[tuple[str, str, int], Call] = {
     ("post", "/api/alerts/{id}/ack", 409): lambda w: w.admin.post(f"/api/alerts/{w.resolved_alert_id}/ack"),
     ("get", "/api/flow-models", 200): lambda w: w.admin.get("/api/flow-models"),
     ("get", "/api/flow-models", 401): lambda w: w.anonymous.get("/api/flow-models"),
+    ("get", "/api/contracts", 200): lambda w: contracts_of_the_demo(w),
+    ("get", "/api/contracts", 400): lambda w: w.admin.get("/api/contracts", {"kind": "broken"}),
+    ("get", "/api/contracts", 401): lambda w: w.anonymous.get("/api/contracts"),
+    ("get", "/api/flows/export.ocel.json", 200): lambda w: Streamed(w.admin.get("/api/flows/export.ocel.json")),
+    ("get", "/api/flows/export.ocel.json", 400): lambda w: w.admin.get("/api/flows/export.ocel.json", {"limit": "5"}),
+    ("get", "/api/flows/export.ocel.json", 401): lambda w: w.anonymous.get("/api/flows/export.ocel.json"),
 }
+
+
+def contracts_of_the_demo(world: World) -> Any:
+    """The drift of the demo shop's AsyncAPI documents against the world's flows."""
+    with override_settings(ASYNCAPI_FILES=[str(DEMO_DOCUMENTS)]):
+        forget_loaded_documents()
+        cache.clear()
+        try:
+            return world.admin.get("/api/contracts", {"window": "24h"})
+        finally:
+            forget_loaded_documents()
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A streamed answer, read whole."""
+
+    status_code: int
+    content: bytes
+
+    def __init__(self, response: Any) -> None:
+        object.__setattr__(self, "status_code", response.status_code)
+        object.__setattr__(self, "content", b"".join(response.streaming_content))
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 @pytest.fixture
@@ -147,6 +185,9 @@ def test_the_checked_answers_hold_every_optional_part_of_their_shapes(world):
     [model] = world.admin.get("/api/flow-models").json()["results"]
     assert model["declared"] and model["graph"]["transitions"]
     assert world.admin.post(f"/api/alerts/{world.alert_id}/ack").json()["acknowledged_at"] is not None
+    assert {row["kind"] for row in contracts_of_the_demo(world).json()["results"]} >= {"undeclared", "declared_not_observed"}
+    ocel = Streamed(world.admin.get("/api/flows/export.ocel.json")).json()
+    assert ocel["events"] and ocel["objects"] and ocel["objectTypes"] and ocel["eventTypes"]
 
 
 def test_the_schema_enums_are_the_models_choices(document):
@@ -165,6 +206,7 @@ def test_the_schema_enums_are_the_models_choices(document):
     assert enum("FlowEdge", "kind") == Edge.Kind.values
     assert enum("Alert", "state") == parameter_enum("/api/alerts", "state") == Alert.State.values
     assert enum("Topology", "window") == parameter_enum("/api/topology", "window") == list(WINDOWS)
+    assert enum("ContractDrift", "kind") == parameter_enum("/api/contracts", "kind") == list(DRIFT_KINDS)
 
 
 def test_each_declared_shape_is_a_valid_json_schema(document):

@@ -4,7 +4,10 @@ raise nothing but their own error, which carries a message and a 4xx status."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +16,7 @@ from collectors.limits import Limits
 from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
 from tests.fuzz import fuzz_settings
 from tests.fuzz.strategies import ANY_JSON, EVENT_FIELDS, SPAN_FIELDS, TEXT, json_text
+from tracing import asyncapi
 
 LIMITS = Limits()
 VALID_PROTOBUF = protobuf_request([{"name": "a", "attributes": {"k": "v", "n": 1}}, {"name": "b"}])
@@ -98,3 +102,56 @@ def test_what_the_cloudevents_decoder_accepts_is_json_the_store_can_write():
     """A smallest case of the property above, kept as a plain test: data at the depth limit."""
     event = cloudevent(data=json.loads("[" * 32 + "1" + "]" * 32))
     assert len(cloudevents.decode_structured(json.dumps(event).encode(), limits=LIMITS)) == 1
+
+
+CHECKOUT_DOCUMENT = json.loads((Path(__file__).parents[1] / "tracing" / "asyncapi_checkout" / "checkout.json").read_text())
+DOCUMENT_PATHS = st.sampled_from(
+    [
+        ("asyncapi",),
+        ("info",),
+        ("info", "title"),
+        ("channels", "orderEvents"),
+        ("channels", "orderEvents", "address"),
+        ("channels", "orderEvents", "messages", "orderCreated", "$ref"),
+        ("operations", "publishOrderCreated", "channel"),
+        ("operations", "publishOrderCreated", "messages"),
+        ("operations", "publishOrderCreated", "action"),
+        ("components", "messages", "orderCreated", "payload"),
+        ("components", "messages", "orderCreated", "correlationId"),
+        ("components", "correlationIds", "order", "location"),
+        ("components", "schemas", "order", "properties"),
+    ]
+)
+
+
+LOCAL_REFS = st.sampled_from([{"$ref": "#/components"}, {"$ref": "#"}, {"$ref": "#/channels/orderEvents"}])
+
+
+def with_value(document: Any, path: tuple[str, ...], value: Any) -> Any:
+    """A copy of ``document`` with ``value`` at ``path`` (copying only the mappings on the way)."""
+    if not path:
+        return value
+    changed = dict(document) if isinstance(document, dict) else {}
+    changed[path[0]] = with_value(changed.get(path[0]), path[1:], value)
+    return changed
+
+
+@fuzz_settings(150)
+@given(
+    changes=st.lists(st.tuples(DOCUMENT_PATHS, ANY_JSON | LOCAL_REFS), max_size=3),
+    raw=st.one_of(st.none(), TEXT, st.binary(max_size=200)),
+)
+def test_asyncapi_parsing_raises_only_its_own_error_naming_the_source(changes, raw):
+    document = CHECKOUT_DOCUMENT
+    for path, value in changes:
+        document = with_value(document, path, value)
+    text = raw if raw is not None else json_text(document)
+    try:
+        application = asyncapi.parse_asyncapi(text, "fuzzed.json")
+    except ImproperlyConfigured as error:
+        assert str(error).startswith("fuzzed.json")
+        return
+    for message in application.sends:
+        validator = asyncapi.payload_validator(application, message)
+        if validator is not None:
+            validator.is_valid({"order_id": "order-1", "total": 1})

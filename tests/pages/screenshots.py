@@ -8,6 +8,9 @@ shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 ``python -m tests.pages.screenshots --demo``: the overview, live, services and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
+
+``python -m tests.pages.screenshots --contracts``: the contracts page with the demo shop and its
+AsyncAPI documents (rewards' out of date), after half a minute of traffic.
 """
 
 from __future__ import annotations
@@ -133,9 +136,59 @@ def demo_main() -> None:
     print(f"screenshots written to {OUT}")
 
 
+CONTRACTS_SECONDS = 30
+
+
+def shoot_contracts(server: RunningServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for suffix, viewport, scheme in (
+            ("", {"width": 1360, "height": 860}, "light"),
+            ("-phone", {"width": 390, "height": 844}, "light"),
+            ("-dark", {"width": 1360, "height": 860}, "dark"),
+        ):
+            context = browser.new_context(base_url=server.url, viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+            page = context.new_page()
+            log_in(page, server.url)
+            page.goto("/services/contracts/")
+            page.wait_for_selector("table.drift")
+            page.screenshot(path=OUT / f"contracts{suffix}.png", full_page=suffix == "")
+            if suffix == "":
+                page.goto("/services/")
+                page.check("[data-contracts-overlay]")
+                page.wait_for_selector(".service-map[data-overlay]")
+                page.wait_for_timeout(1000)
+                page.screenshot(path=OUT / "services-contracts.png")
+            context.close()
+        browser.close()
+
+
+def contracts_main() -> None:
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        documents = str(ROOT / "demo" / "asyncapi" / "*.yaml")
+        extra = {"CHOREOSCOPE_FLOWS": str(ROOT / "demo" / "flows.yaml"), "CHOREOSCOPE_ASYNCAPI": documents}
+        server = start_server(Path(tmp), extra, worker=False)
+        env = {**server.env, "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url}
+        command = ["manage.py", "demo", "--target", server.url, "--parent", str(os.getpid())]
+        demo = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(CONTRACTS_SECONDS)
+            shoot_contracts(server)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(30)
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
 def main() -> None:
     if "--demo" in sys.argv[1:]:
         demo_main()
+        return
+    if "--contracts" in sys.argv[1:]:
+        contracts_main()
         return
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"

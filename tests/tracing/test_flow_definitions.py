@@ -72,6 +72,7 @@ def test_each_mistake_is_reported_where_it_is(text, message):
     assert str(refused.value).startswith(f"CHOREOSCOPE_FLOWS=f.yaml, {message}")
 
 
+@pytest.mark.django_db  # the definitions include AsyncAPI documents uploaded in the admin
 def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(flows_file, monkeypatch):
     reads: list[str] = []
 
@@ -87,6 +88,7 @@ def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(flows_file, mo
     assert len(reads) == 2
 
 
+@pytest.mark.django_db
 def test_a_file_broken_while_running_keeps_the_last_good_definitions_and_says_why(flows_file, caplog):
     good = flows_config()
     flows_file.write_text(LATE_WITHIN)

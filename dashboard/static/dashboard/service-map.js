@@ -162,6 +162,7 @@ class ServiceMap {
     this.box.dataset.nodes = topology.nodes.map((node) => node.id).join(" ");
     this.box.dataset.ready = "true";
     this.fillTable(topology);
+    this.root.dispatchEvent(new CustomEvent("map:drawn"));  // layers drawn over the map redraw themselves
   }
 
   /** Size the box to the graph (within limits), then fit: a small map leaves no empty acre. */
@@ -253,4 +254,4 @@ class ServiceMap {
   }
 }
 
-for (const root of document.querySelectorAll("[data-service-map]")) new ServiceMap(root);
+for (const root of document.querySelectorAll("[data-service-map]")) root.serviceMap = new ServiceMap(root);
