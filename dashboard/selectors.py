@@ -4,14 +4,18 @@ the data of the overview and of one flow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.selectors import alert_page, alert_position
 from alerts.status import filter_by_status, flow_states, status_counts
 from dashboard.api.paging import Page, Position, paginate
-from dashboard.api.params import DEFAULT_LIMIT, FlowQuery
-from dashboard.api.serializers import FlowDetail, serialize_flow_detail
+from dashboard.api.params import DEFAULT_LIMIT, FlowQuery, HealthQuery
+from dashboard.api.serializers import CorrelationHealth, FlowDetail, serialize_correlation_health, serialize_flow_detail
+from tracing.health import correlation_health, only_service
 from tracing.models import Flow, Observation
 from tracing.records import span_identity
 from tracing.selectors import Narrowing, flow_graph, flow_page, flow_position
@@ -88,3 +92,12 @@ def overview_summary() -> OverviewSummary:
     states = flow_states(newest)
     recent = [RecentFlow(flow, states[flow.id].status) for flow in newest]
     return OverviewSummary(has_data=has_data, flows_by_status=status_counts(surviving), recent_flows=recent)
+
+
+def correlation_health_answer(query: HealthQuery, now: datetime | None = None) -> CorrelationHealth:
+    """The ``GET /api/correlation-health`` shape (and the page's data) for ``query``."""
+    now = now or timezone.now()
+    report = correlation_health(query.seconds, now)
+    if query.service is not None:
+        report = only_service(report, query.service)
+    return serialize_correlation_health(query.window, query.service, now - timedelta(seconds=query.seconds), report)

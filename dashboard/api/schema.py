@@ -9,13 +9,13 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from dashboard.api import alerts, flows, topology
+from dashboard.api import alerts, correlation_health, flows, topology
 from dashboard.api.openapi import openapi_document
 
 
 @cache
 def api_document() -> dict[str, Any]:
-    return openapi_document([*flows.OPERATIONS, *topology.OPERATIONS, *alerts.OPERATIONS])
+    return openapi_document([*flows.OPERATIONS, *topology.OPERATIONS, *alerts.OPERATIONS, *correlation_health.OPERATIONS])
 
 
 @require_GET

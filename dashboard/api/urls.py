@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.api import alerts, flows, schema, topology
+from dashboard.api import alerts, correlation_health, flows, schema, topology
 
 app_name = "api"
 
@@ -15,4 +15,5 @@ urlpatterns = [
     path("alerts/groups", alerts.groups, name="alert-groups"),
     path("alerts/<int:alert_id>/ack", alerts.acknowledge, name="alert-ack"),
     path("flow-models", alerts.flow_models, name="flow-models"),
+    path("correlation-health", correlation_health.correlation_health, name="correlation-health"),
 ]
