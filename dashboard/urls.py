@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, include, path
 
-from dashboard.views import alerts, flows, health, live, login, overview, services
+from dashboard.views import alerts, correlation_health, flows, health, live, login, overview, services
 
 app_name = "dashboard"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("alerts/channels/<int:channel_id>/test", alerts.test_channel, name="test_channel"),
     path("live/", live.live, name="live"),
     path("services/", services.services, name="services"),
+    path("services/health/", correlation_health.correlation_health, name="correlation_health"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("api/", include("dashboard.api.urls")),
