@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from demo.analytics import AnalyticsService
 from demo.bus import EventBus, InProcessBus, RedisStreamBus
-from demo.catalog import CHECKOUT, CLOCK_SKEW_MS, FRAUD
+from demo.catalog import ANALYTICS, CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
 from demo.services import CheckoutService, ServiceContext, ShopService
@@ -78,7 +79,10 @@ class Shop:
     def start_service(self, name: str) -> ShopService:
         ctx = self._service_context(name)
         service: ShopService
-        service = CheckoutService(name, ctx, rate=self.config.rate) if name == CHECKOUT else ShopService(name, ctx)
+        if name == CHECKOUT:
+            service = CheckoutService(name, ctx, rate=self.config.rate)
+        else:
+            service = AnalyticsService(name, ctx) if name == ANALYTICS else ShopService(name, ctx)
         service.start()
         with self._lock:
             self.services[name] = service
