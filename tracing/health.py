@@ -4,8 +4,9 @@ over a window.
 ``health_report`` is a pure function over plain rows (``HealthInput``); ``read_health_input``
 reads those rows for a window: the newest observations received in it (a bounded sample, newest
 first, through the ``obs_received`` index), the edges into and out of them (by id, through the
-edges' target and unique indexes), the flows active in it (``flow_last_seen``), and the shared
-steps serving them. Two reads depend on the batch-aware correlation's tables (shared steps and
+edges' target and unique indexes), the flows they belong to, and the shared steps among them.
+Observations that correlation has not reached yet are counted and left out: their keys and
+edges are not known. Two reads depend on the batch-aware correlation's tables (shared steps and
 cross-flow edges); each sits in one function that answers "none" where they do not exist.
 
 What it finds, per service:
@@ -27,7 +28,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,10 +37,9 @@ from tracing.records import SPAN_KIND_CONSUMER, SPAN_KIND_PRODUCER
 from tracing.topology import WINDOWS
 
 DEFAULT_WINDOW = "1h"
-# The newest observations of a window that are read, and as many flows: a 24 h window on a busy
-# installation answers in bounded time, and the report says when it is a sample.
+# The newest observations of a window that are read (and the flows they belong to): a 24 h window
+# on a busy installation answers in bounded time, and the report says when it is a sample.
 OBSERVATION_LIMIT = 20_000
-FLOW_LIMIT = 20_000
 # A key looks reused when its flow is this many times bigger, or longer, than its type's median
 # flow (and by at least the floors below), among at least REUSE_BASELINE_FLOWS flows of the type.
 REUSE_FACTOR = 10
@@ -196,8 +196,8 @@ class ServiceCoverage:
 class ClockSkew:
     cause_service: str
     effect_service: str
-    pairs: int
-    behind: int  # pairs whose effect is stamped before its cause
+    pairs: int  # effects with a cause in the other service
+    behind: int  # of those, stamped before their latest such cause
     median_ns: int  # of how far behind, over those
     max_ns: int
     example_flow_id: int | None
@@ -226,7 +226,8 @@ class Batching:
 
 @dataclass(frozen=True)
 class HealthReport:
-    observations_read: int
+    observations_read: int  # correlated ones, which the report is about
+    uncorrelated: int  # read, but not reached by correlation yet: left out
     sampled: bool
     flows_read: int
     coverage: list[ServiceCoverage]
@@ -373,13 +374,18 @@ def flow_findings(data: HealthInput) -> list[Finding]:
 
 
 def clock_skews(edges: Iterable[SampledEdge]) -> list[ClockSkew]:
-    """Per (cause service, effect service): of the cause → effect pairs between them, those
-    whose effect is stamped before its cause, and by how much (median and max). An effect cannot
-    precede its cause, so the effect's clock is behind the cause's by at least that much."""
-    pairs: dict[tuple[str, str], list[SampledEdge]] = defaultdict(list)
+    """Per (cause service, effect service): of the effects with a cause in the other service,
+    those stamped before their latest such cause, and by how much (median and max). An effect
+    cannot precede its cause, so the effect's clock is behind the cause's by at least that much."""
+    latest: dict[tuple[str, str, int], SampledEdge] = {}  # one effect's latest cause in the other service
     for edge in edges:
         if edge.source_service != edge.target_service:
-            pairs[(edge.source_service, edge.target_service)].append(edge)
+            key = (edge.source_service, edge.target_service, edge.target_id)
+            if key not in latest or edge.source_start_ns > latest[key].source_start_ns:
+                latest[key] = edge
+    pairs: dict[tuple[str, str], list[SampledEdge]] = defaultdict(list)
+    for (cause, effect, _), edge in latest.items():
+        pairs[(cause, effect)].append(edge)
     skews = []
     for (cause, effect), group in pairs.items():
         behind = [edge for edge in group if edge.target_start_ns < edge.source_start_ns]
@@ -468,6 +474,9 @@ def severity_order(finding: Finding) -> tuple[int, int, str, str, str]:
 
 def health_report(data: HealthInput) -> HealthReport:
     """Everything the correlation-health page and ``GET /api/correlation-health`` show."""
+    correlated = [obs for obs in data.observations if obs.flow_id is not None]
+    pending = len(data.observations) - len(correlated)
+    data = replace(data, observations=correlated)
     coverage, findings = coverage_and_instrumentation(data, root_types(data.flows))
     skews = clock_skews(data.incoming)
     reused = reused_keys(data.flows)
@@ -476,6 +485,7 @@ def health_report(data: HealthInput) -> HealthReport:
     findings += reused_key_findings(reused) + batching_findings(batched)
     return HealthReport(
         observations_read=len(data.observations),
+        uncorrelated=pending,
         sampled=data.sampled,
         flows_read=len(data.flows),
         coverage=coverage,
@@ -604,21 +614,22 @@ def _still_pointing(consumers: Sequence[int]) -> frozenset[int]:
     return frozenset(found)
 
 
-def _flows(since: datetime, limit: int) -> list[SampledFlow]:
+def _flows(flow_ids: Sequence[int]) -> list[SampledFlow]:
+    """These flows (those the sampled observations belong to), as ``SampledFlow`` rows."""
+    from tracing.bulk import chunks
     from tracing.models import Flow
 
-    rows = (
-        Flow.objects.filter(merged_into__isnull=True, last_seen_at__gte=since)
-        .order_by("-last_seen_at")
-        .values_list("id", "key", "type", "services", "observation_count", "started_at", "last_seen_at", "root_trace_id", "steps")
-    )[:limit]
+    fields = ("id", "key", "type", "services", "observation_count", "started_at", "last_seen_at", "root_trace_id", "steps")
     flows = []
-    for flow_id, key, flow_type, services, count, started, last_seen, root_trace, steps in rows:
-        names = [step.get("name", "") for step in steps or [] if isinstance(step, dict)]
-        keyed = not root_trace or key != root_trace
-        services = [str(name) for name in services] if isinstance(services, list) else []
-        flows.append(SampledFlow(flow_id, key, flow_type, services, count, _ns(started), _ns(last_seen), keyed, names))
-    return flows
+    for part in chunks(flow_ids):
+        for flow_id, key, flow_type, services, count, started, last_seen, root_trace, steps in Flow.objects.filter(
+            id__any=list(part), merged_into__isnull=True
+        ).values_list(*fields):
+            names = [str(step.get("name", "")) for step in steps or [] if isinstance(step, dict)]
+            keyed = not root_trace or key != root_trace
+            services = [str(name) for name in services] if isinstance(services, list) else []
+            flows.append(SampledFlow(flow_id, key, flow_type, services, count, _ns(started), _ns(last_seen), keyed, names))
+    return sorted(flows, key=lambda flow: -flow.id)
 
 
 def _unkeyed(flows: Mapping[int, tuple[str, str]]) -> frozenset[int]:
@@ -651,7 +662,7 @@ def read_health_input(window_seconds: int, now: datetime | None = None) -> Healt
         observations=observations,
         incoming=incoming,
         outgoing=outgoing,
-        flows=_flows(since, FLOW_LIMIT),
+        flows=_flows(list(flows_of_sample)),
         unkeyed_flow_ids=_unkeyed(flows_of_sample),
         shared_steps=shared_step_rows(ids),
         pointing=_still_pointing(unreached),
@@ -667,6 +678,7 @@ def only_service(report: HealthReport, service: str) -> HealthReport:
     """The report narrowed to one service: its rows, and the clock pairs it is an end of."""
     return HealthReport(
         observations_read=report.observations_read,
+        uncorrelated=report.uncorrelated,
         sampled=report.sampled,
         flows_read=report.flows_read,
         coverage=[row for row in report.coverage if row.service == service],

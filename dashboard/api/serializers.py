@@ -401,9 +401,9 @@ class HealthCoverage(TypedDict):
 class HealthClockSkew(TypedDict):
     cause_service: str
     effect_service: Annotated[str, described("The service whose clock appears behind.")]
-    pairs: Annotated[int, described("Cause → effect pairs between the two services.")]
-    behind: Annotated[int, described("Pairs whose effect is stamped before its cause.")]
-    median_ms: Annotated[float, described("How far behind, median over those pairs.")]
+    pairs: Annotated[int, described("Observations of effect_service with a cause in cause_service.")]
+    behind: Annotated[int, described("Of those, stamped before their latest such cause.")]
+    median_ms: Annotated[float, described("How far before, median over those: the clock is behind by at least this.")]
     max_ms: float
     example_flow_id: int | None
 
@@ -431,7 +431,8 @@ class CorrelationHealth(TypedDict):
     window: Annotated[str, choices(WINDOWS)]
     service: Annotated[str | None, described("The service the report is narrowed to, if any.")]
     since: Instant
-    observations_read: Annotated[int, described("Observations received in the window that were read, newest first.")]
+    observations_read: Annotated[int, described("Correlated observations received in the window that were read, newest first.")]
+    uncorrelated: Annotated[int, described("Observations read that correlation has not reached yet: left out of the report.")]
     sampled: Annotated[bool, described("True when the window held more observations than were read.")]
     flows_read: int
     findings: Annotated[list[HealthFinding], described("Most severe first, then most affected.")]
@@ -525,6 +526,7 @@ def serialize_correlation_health(
         "service": service,
         "since": since.isoformat(),
         "observations_read": report.observations_read,
+        "uncorrelated": report.uncorrelated,
         "sampled": report.sampled,
         "flows_read": report.flows_read,
         "findings": [serialize_health_finding(row) for row in report.findings],

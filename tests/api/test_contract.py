@@ -80,6 +80,9 @@ CALLS: dict[tuple[str, str, int], Call] = {
     ("post", "/api/alerts/{id}/ack", 409): lambda w: w.admin.post(f"/api/alerts/{w.resolved_alert_id}/ack"),
     ("get", "/api/flow-models", 200): lambda w: w.admin.get("/api/flow-models"),
     ("get", "/api/flow-models", 401): lambda w: w.anonymous.get("/api/flow-models"),
+    ("get", "/api/correlation-health", 200): lambda w: w.admin.get("/api/correlation-health", {"window": "24h"}),
+    ("get", "/api/correlation-health", 400): lambda w: w.admin.get("/api/correlation-health", {"window": "forever"}),
+    ("get", "/api/correlation-health", 401): lambda w: w.anonymous.get("/api/correlation-health"),
 }
 
 
@@ -165,6 +168,7 @@ def test_the_schema_enums_are_the_models_choices(document):
     assert enum("FlowEdge", "kind") == Edge.Kind.values
     assert enum("Alert", "state") == parameter_enum("/api/alerts", "state") == Alert.State.values
     assert enum("Topology", "window") == parameter_enum("/api/topology", "window") == list(WINDOWS)
+    assert enum("CorrelationHealth", "window") == parameter_enum("/api/correlation-health", "window") == list(WINDOWS)
 
 
 def test_each_declared_shape_is_a_valid_json_schema(document):

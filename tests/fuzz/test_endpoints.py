@@ -95,7 +95,20 @@ def test_otlp_json_never_gets_a_5xx_and_what_is_stored_is_readable(reader, overr
     assert_new_flows_readable(reader, before)
 
 
-LIST_PATHS = st.sampled_from(["/api/flows", "/api/alerts", "/flows/", "/alerts/", "/api/topology", "/live/", "/services/", "/"])
+LIST_PATHS = st.sampled_from(
+    [
+        "/api/flows",
+        "/api/alerts",
+        "/flows/",
+        "/alerts/",
+        "/api/topology",
+        "/live/",
+        "/services/",
+        "/",
+        "/api/correlation-health",
+        "/services/health/",
+    ]
+)
 KNOWN_PARAMETERS = [
     "key",
     "status",

@@ -74,12 +74,21 @@ def test_a_consumer_span_reached_by_an_edge_points_at_its_producer():
 
 
 def test_a_consumer_span_with_no_reference_points_at_nothing_and_one_with_a_dangling_link_at_an_unseen_producer():
-    lost, dangling, also_lost = consumer("legacy", flow=7), consumer("legacy", flow=8), consumer("legacy", flow=None)
+    lost, dangling, also_lost = consumer("legacy", flow=7), consumer("legacy", flow=8), consumer("legacy", flow=7)
     report = health_report(HealthInput([lost, dangling, also_lost], pointing=frozenset({dangling.id})))
     nothing = finding(report, "consumer_points_at_nothing", "legacy")
     assert (nothing.affected, nothing.out_of, nothing.example_flow_id, nothing.severity) == (2, 3, 7, "fix")
     unseen = finding(report, "consumer_producer_unseen", "legacy")
     assert (unseen.affected, unseen.example_flow_id, unseen.severity) == (1, 8, "check")
+
+
+def test_observations_correlation_has_not_reached_yet_are_counted_and_left_out():
+    # Their business keys and edges are not known yet: they would all look unkeyed and unlinked.
+    waiting = [consumer("email", flow=None), event("email", "EmailSent", flow=None, key="")]
+    report = health_report(HealthInput([*waiting, event("checkout", "OrderCreated")]))
+    assert (report.observations_read, report.uncorrelated) == (1, 2)
+    assert [row.service for row in report.coverage] == ["checkout"]
+    assert not any(row.service == "email" for row in report.findings)
 
 
 def test_spans_that_are_not_messaging_consumers_are_not_counted_as_consumers():
