@@ -322,11 +322,21 @@ def coverage_and_instrumentation(data: HealthInput, roots: set[str]) -> tuple[li
     return coverage, tally.findings()
 
 
+CONSUMING_EDGES = frozenset({"delivers", "follows_from", "caused_by"})
+
+
+def consumes(edge: SampledEdge) -> bool:
+    """Whether an edge out of a message says someone took it up (a child span of the producer in
+    its own service is still the producer's work)."""
+    return edge.kind in CONSUMING_EDGES or (edge.kind == "child_of" and edge.source_service != edge.target_service)
+
+
 def unconsumed_messages(data: HealthInput) -> list[Finding]:
     """Producers whose messages nobody was seen consuming. A message is an event, or a producer
     span that emitted no event (its event stands for it); it is consumed when it, or the span
-    that emitted it, is the cause of an observation of another service."""
-    consumed = {edge.source_id for edge in data.outgoing if edge.source_service != edge.target_service}
+    that emitted it, was delivered, linked to or caused something (the same service reading
+    its own topic counts), or is the propagated parent of another service's span."""
+    consumed = {edge.source_id for edge in data.outgoing if consumes(edge)}
     # An ``emitted_by`` edge always runs from a span to the event it emitted.
     emitters: dict[int, set[int]] = defaultdict(set)
     for edge in [*data.incoming, *data.outgoing]:

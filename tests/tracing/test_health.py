@@ -161,6 +161,17 @@ def test_messages_nobody_consumed_are_told_apart_from_types_nobody_consumes_at_a
     }
 
 
+def test_a_service_reading_its_own_topic_consumes_its_messages_but_its_own_child_span_does_not():
+    prepared = event("warehouse", "ShipmentPrepared")
+    dispatch = consumer("warehouse")
+    sent = span("audit", "send audit", kind=SPAN_KIND_PRODUCER)
+    retry = span("audit", "serialize")
+    data = HealthInput(
+        [prepared, dispatch, sent, retry], outgoing=[edge(prepared, dispatch, "delivers"), edge(sent, retry, "child_of")]
+    )
+    assert [(row.service, row.detail) for row in unconsumed_messages(data)] == [("audit", "send audit")]
+
+
 def test_clock_skew_is_the_median_and_max_of_how_far_effects_precede_their_causes():
     cause = span("checkout", start_ns=10 * S)
     early = [span("email", start_ns=10 * S - gap, flow=3) for gap in (int(1.9 * S), int(2.0 * S), int(2.1 * S))]
