@@ -100,16 +100,20 @@ class SampledObservation:
     span_id: str = ""
     business_key: str = ""
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    side: str = field(init=False)  # "producer", "consumer" or "": which end of a message a span stands at
 
-    @property
-    def side(self) -> str:
-        """``producer``, ``consumer`` or ``""``: which end of a message a span stands at, if any."""
-        if self.kind != "span":
-            return ""
-        operation = self.attributes.get("messaging.operation.type") or self.attributes.get("messaging.operation")
-        if self.span_kind not in (SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER) and not attribute_text(operation):
-            return ""
-        return messaging_side(self.span_kind, self.attributes)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "side", message_end(self.kind, self.span_kind, self.attributes))
+
+
+def message_end(kind: str, span_kind: int, attributes: Mapping[str, Any]) -> str:
+    """``producer`` or ``consumer`` for a messaging span (by its kind or its operation), else ``""``."""
+    if kind != "span":
+        return ""
+    operation = attributes.get("messaging.operation.type") or attributes.get("messaging.operation")
+    if span_kind not in (SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER) and not attribute_text(operation):
+        return ""
+    return messaging_side(span_kind, attributes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,26 +335,36 @@ def consumes(edge: SampledEdge) -> bool:
     return edge.kind in CONSUMING_EDGES or (edge.kind == "child_of" and edge.source_service != edge.target_service)
 
 
-def unconsumed_messages(data: HealthInput) -> list[Finding]:
-    """Producers whose messages nobody was seen consuming. A message is an event, or a producer
-    span that emitted no event (its event stands for it); it is consumed when it, or the span
-    that emitted it, was delivered, linked to or caused something (the same service reading
-    its own topic counts), or is the propagated parent of another service's span."""
-    consumed = {edge.source_id for edge in data.outgoing if consumes(edge)}
+Message = tuple[SampledObservation, bool, set[int]]  # a message, whether it was consumed, the spans that emitted it
+
+
+def messages_consumed(observations: Iterable[SampledObservation], edges: Iterable[SampledEdge]) -> list[Message]:
+    """Each message among ``observations`` with whether ``edges`` show it consumed, and the
+    spans that emitted it. A message is an event, or a producer span that emitted no event (its
+    event stands for it); it is consumed when it, or the span that emitted it, was delivered,
+    linked to or caused something (the same service reading its own topic counts), or is the
+    propagated parent of another service's span."""
+    edges = list(edges)
+    consumed = {edge.source_id for edge in edges if consumes(edge)}
     # An ``emitted_by`` edge always runs from a span to the event it emitted.
     emitters: dict[int, set[int]] = defaultdict(set)
-    for edge in [*data.incoming, *data.outgoing]:
+    for edge in edges:
         if edge.kind == "emitted_by":
             emitters[edge.target_id].add(edge.source_id)
     emitting_spans = {span for spans in emitters.values() for span in spans}
-    groups: dict[tuple[str, str], list[tuple[SampledObservation, bool]]] = defaultdict(list)
-    for obs in data.observations:
+    messages: list[Message] = []
+    for obs in observations:
         if obs.kind == "event":
-            was_consumed = obs.id in consumed or bool(emitters[obs.id] & consumed)
+            messages.append((obs, obs.id in consumed or bool(emitters[obs.id] & consumed), emitters[obs.id]))
         elif obs.side == "producer" and obs.id not in emitting_spans:
-            was_consumed = obs.id in consumed
-        else:
-            continue
+            messages.append((obs, obs.id in consumed, set()))
+    return messages
+
+
+def unconsumed_messages(data: HealthInput) -> list[Finding]:
+    """Producers whose messages nobody was seen consuming (``messages_consumed``), per type."""
+    groups: dict[tuple[str, str], list[tuple[SampledObservation, bool]]] = defaultdict(list)
+    for obs, was_consumed, _ in messages_consumed(data.observations, [*data.incoming, *data.outgoing]):
         groups[(obs.service, obs.name)].append((obs, was_consumed))
     findings = []
     for (service, name), messages in sorted(groups.items()):
@@ -692,8 +706,10 @@ def read_health_input(window_seconds: int, now: datetime | None = None) -> Healt
     ids = [obs.id for obs in observations]
     ends = {obs.id: (obs.service, obs.start_ns) for obs in observations}
     incoming = _edges(ids, "target", ends)
-    # Only messages (events, producer spans) need what they caused.
-    outgoing = _edges([obs.id for obs in observations if obs.kind == "event" or obs.side == "producer"], "source", ends)
+    # What a message caused is received after it, so nearly always among the edges into the
+    # sample; only the messages (and their emitting spans) those leave unconsumed are looked up.
+    waiting = [(obs.id, *spans) for obs, consumed, spans in messages_consumed(observations, incoming) if not consumed]
+    outgoing = _edges(sorted({obs_id for ids_of in waiting for obs_id in ids_of}), "source", ends)
     reached = {edge.target_id for edge in incoming}
     unreached = [obs.id for obs in observations if obs.side == "consumer" and obs.id not in reached]
     return HealthInput(
