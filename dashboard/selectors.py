@@ -4,18 +4,20 @@ the data of the overview and of one flow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
+from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.selectors import alert_page, alert_position
 from alerts.status import filter_by_status, flow_states, status_counts
 from dashboard.api.paging import Page, Position, paginate
-from dashboard.api.params import DEFAULT_LIMIT, ContractQuery, FlowQuery
-from dashboard.api.serializers import FlowDetail, serialize_flow_detail
+from dashboard.api.params import DEFAULT_LIMIT, ContractQuery, FlowQuery, HealthQuery
+from dashboard.api.serializers import CorrelationHealth, FlowDetail, serialize_correlation_health, serialize_flow_detail
 from tracing.contracts import DriftRow, contract_report
+from tracing.health import correlation_health, only_service
 from tracing.models import Flow, Observation
 from tracing.records import span_identity
 from tracing.selectors import Narrowing, flow_graph, flow_page, flow_position
@@ -123,3 +125,12 @@ def contract_list(query: ContractQuery, cursor: str | None = None, limit: int = 
         return [item for item in rows if after is None or item[0] > after[1]][:count]
 
     return paginate(fetch, lambda item: (ROW_ORDER_ORIGIN, item[0]), cursor, limit)
+
+
+def correlation_health_answer(query: HealthQuery, now: datetime | None = None) -> CorrelationHealth:
+    """The ``GET /api/correlation-health`` shape (and the page's data) for ``query``."""
+    now = now or timezone.now()
+    report = correlation_health(query.seconds, now)
+    if query.service is not None:
+        report = only_service(report, query.service)
+    return serialize_correlation_health(query.window, query.service, now - timedelta(seconds=query.seconds), report)

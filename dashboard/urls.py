@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, include, path
 
-from dashboard.views import alerts, contracts, flows, health, live, login, overview, services
+from dashboard.views import alerts, contracts, correlation_health, flows, health, live, login, overview, services
 
 app_name = "dashboard"
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("services/", services.services, name="services"),
     path("services/coupling/", services.coupling, name="coupling"),
     path("services/contracts/", contracts.contracts, name="contracts"),
+    path("services/health/", correlation_health.correlation_health, name="correlation_health"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("api/", include("dashboard.api.urls")),

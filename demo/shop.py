@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from demo.analytics import AnalyticsService
 from demo.bus import EventBus, InProcessBus, RedisStreamBus
-from demo.catalog import CHECKOUT, CLOCK_SKEW_MS, FRAUD
+from demo.catalog import ANALYTICS, CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
 from demo.orchestrated import OrderChecks, start_order_checks
@@ -83,7 +84,10 @@ class Shop:
     def start_service(self, name: str) -> ShopService:
         ctx = self._service_context(name)
         service: ShopService
-        service = CheckoutService(name, ctx, rate=self.config.rate) if name == CHECKOUT else ShopService(name, ctx)
+        if name == CHECKOUT:
+            service = CheckoutService(name, ctx, rate=self.config.rate)
+        else:
+            service = AnalyticsService(name, ctx) if name == ANALYTICS else ShopService(name, ctx)
         if isinstance(service, CheckoutService) and self.config.orchestrated:
             service.checks = self.checks = start_order_checks(self._tracer_provider, self._rng, self.config.latency_scale)
         service.start()

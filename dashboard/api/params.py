@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from alerts.models import Alert
 from alerts.status import ShownStatus
 from tracing.contracts import KINDS as DRIFT_KINDS
+from tracing.health import parse_window as health_window
 from tracing.selectors import FlowFilters
 from tracing.topology import WINDOWS
 from tracing.topology import parse_window as window_from_text
@@ -73,6 +74,10 @@ CONTRACT_PARAMETERS = (
 )
 # The flows list's filters, without its paging: an export is one bounded document.
 EXPORT_PARAMETERS = tuple(p for p in FLOW_PARAMETERS if p not in (LIMIT, CURSOR))
+HEALTH_PARAMETERS = (
+    Parameter("window", "5m, 15m, 1h (default) or 24h.", _text(enum=list(WINDOWS))),
+    Parameter("service", "Only this service's rows (and the clock pairs it is an end of).", _text(maxLength=MAX_TEXT)),
+)
 
 
 def reject_unknown(names: Iterable[str], declared: Sequence[Parameter]) -> None:
@@ -179,3 +184,20 @@ def parse_window(raw: str | None) -> tuple[str, int]:
         return window_from_text(raw)
     except ValueError as error:
         raise InvalidQuery(str(error)) from None
+
+
+@dataclass(frozen=True)
+class HealthQuery:
+    """What a correlation-health report asks for: a window, and perhaps one service."""
+
+    window: str
+    seconds: int
+    service: str | None = None
+
+
+def parse_health_query(params: Mapping[str, str]) -> HealthQuery:
+    try:
+        window, seconds = health_window(params.get("window"))
+    except ValueError as error:
+        raise InvalidQuery(str(error)) from None
+    return HealthQuery(window, seconds, parse_text("service", params.get("service")))

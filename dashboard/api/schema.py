@@ -9,13 +9,13 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from dashboard.api import alerts, contracts, export, flows, topology
+from dashboard.api import alerts, contracts, correlation_health, export, flows, topology
 from dashboard.api.openapi import openapi_document
 
 
 @cache
 def api_document() -> dict[str, Any]:
-    modules = (flows, topology, alerts, contracts, export)
+    modules = (flows, topology, alerts, contracts, export, correlation_health)
     return openapi_document([operation for module in modules for operation in module.OPERATIONS])
 
 

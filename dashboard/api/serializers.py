@@ -8,7 +8,10 @@ and the live sockets send what the API sends.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypedDict, cast
+
+from django.urls import reverse
 
 from alerts import selectors as alert_selectors
 from alerts.expectations import Expectation
@@ -17,6 +20,7 @@ from alerts.status import FlowState, ShownStatus, flow_states
 from dashboard.api.paging import Page
 from tracing.contracts import KINDS as DRIFT_KINDS
 from tracing.contracts import DriftRow
+from tracing import health
 from tracing.correlation import iso_from_ns
 from tracing.interactions import STYLES, CriticalPath, ServiceTime, critical_path, edge_styles, step_of
 from tracing.models import Edge, Flow, Observation
@@ -494,3 +498,171 @@ class OcelDocument(TypedDict):
     eventTypes: list[OcelType]
     objects: list[OcelObject]
     events: Annotated[list[OcelEvent], described("Business events only; spans are left out.")]
+# --- Correlation health ----------------------------------------------------------------------
+
+
+class HealthFinding(TypedDict):
+    service: str
+    kind: Annotated[str, choices(health.FINDING_KINDS)]
+    severity: Annotated[str, choices(health.SEVERITIES, "fix: instrumentation to change; check: worth a look; info: how it is.")]
+    what: Annotated[str, described("What is missing or unusual, in a sentence.")]
+    detail: Annotated[str, described("The event type, span name, key or cause service concerned ('' when none).")]
+    affected: Annotated[int, described("Observations concerned (flows, for single-observation flows).")]
+    out_of: Annotated[int | None, described("Of how many (null when it does not apply).")]
+    example_flow_id: Annotated[int | None, described("A flow that shows it.")]
+    example_flow_url: Annotated[str | None, described("That flow's page.")]
+
+
+class HealthCoverage(TypedDict):
+    service: str
+    observations: Annotated[int, described("Observations of the service read in the window.")]
+    consumer_spans: int
+    consumer_spans_pointing: Annotated[int, described("Consumer spans a link, parent or delivered message joins to their cause.")]
+    consumer_share: Annotated[float | None, described("consumer_spans_pointing / consumer_spans; null without consumer spans.")]
+    events: int
+    events_with_traceparent: int
+    traceparent_share: float | None
+    reaction_events: Annotated[int, described("Events of types that do not start their flows: they need a causationid.")]
+    reaction_events_with_causation: int
+    causation_share: float | None
+    events_with_key: int
+    key_share: float | None
+
+
+class HealthClockSkew(TypedDict):
+    cause_service: str
+    effect_service: Annotated[str, described("The service whose clock appears behind.")]
+    pairs: Annotated[int, described("Observations of effect_service with a cause in cause_service.")]
+    behind: Annotated[int, described("Of those, stamped before their latest such cause.")]
+    median_ms: Annotated[float, described("How far before, median over those: the clock is behind by at least this.")]
+    max_ms: float
+    example_flow_id: int | None
+
+
+class HealthReusedKey(TypedDict):
+    key: str
+    type: str
+    service: Annotated[str, described("The flow's first service.")]
+    flow_id: int
+    observations: int
+    span_seconds: Annotated[float, described("From the flow's first to its last observation.")]
+    usual_observations: Annotated[float, described("Median over flows of the type.")]
+    usual_span_seconds: float
+
+
+class HealthBatching(TypedDict):
+    service: str
+    shared_steps: Annotated[int, described("Observations serving several keyed flows (batch work).")]
+    flows_served: Annotated[int, described("Further flows those shared steps serve.")]
+    cross_flow_edges: Annotated[int, described("Edges into the service's observations from another key's flow.")]
+    example_flow_id: int | None
+
+
+class CorrelationHealth(TypedDict):
+    window: Annotated[str, choices(WINDOWS)]
+    service: Annotated[str | None, described("The service the report is narrowed to, if any.")]
+    since: Instant
+    observations_read: Annotated[int, described("Correlated observations received in the window that were read, newest first.")]
+    uncorrelated: Annotated[int, described("Observations read that correlation has not reached yet: left out of the report.")]
+    sampled: Annotated[bool, described("True when the window held more observations than were read.")]
+    flows_read: int
+    findings: Annotated[list[HealthFinding], described("Most severe first, then most affected.")]
+    coverage: list[HealthCoverage]
+    clock_skew: Annotated[list[HealthClockSkew], described("Largest median first.")]
+    reused_keys: list[HealthReusedKey]
+    batching: list[HealthBatching]
+
+
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def flow_url(flow_id: int | None) -> str | None:
+    return reverse("dashboard:flow", args=[flow_id]) if flow_id is not None else None
+
+
+def serialize_health_finding(finding: health.Finding) -> HealthFinding:
+    return {
+        "service": finding.service,
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "what": finding.what,
+        "detail": finding.detail,
+        "affected": finding.affected,
+        "out_of": finding.out_of,
+        "example_flow_id": finding.example_flow_id,
+        "example_flow_url": flow_url(finding.example_flow_id),
+    }
+
+
+def serialize_health_coverage(row: health.ServiceCoverage) -> HealthCoverage:
+    return {
+        "service": row.service,
+        "observations": row.observations,
+        "consumer_spans": row.consumer_spans,
+        "consumer_spans_pointing": row.consumer_spans_pointing,
+        "consumer_share": share(row.consumer_spans_pointing, row.consumer_spans),
+        "events": row.events,
+        "events_with_traceparent": row.events_with_traceparent,
+        "traceparent_share": share(row.events_with_traceparent, row.events),
+        "reaction_events": row.reaction_events,
+        "reaction_events_with_causation": row.reaction_events_with_causation,
+        "causation_share": share(row.reaction_events_with_causation, row.reaction_events),
+        "events_with_key": row.events_with_key,
+        "key_share": share(row.events_with_key, row.events),
+    }
+
+
+def serialize_clock_skew(row: health.ClockSkew) -> HealthClockSkew:
+    return {
+        "cause_service": row.cause_service,
+        "effect_service": row.effect_service,
+        "pairs": row.pairs,
+        "behind": row.behind,
+        "median_ms": round(row.median_ns / 1e6, 1),
+        "max_ms": round(row.max_ns / 1e6, 1),
+        "example_flow_id": row.example_flow_id,
+    }
+
+
+def serialize_reused_key(row: health.ReusedKey) -> HealthReusedKey:
+    return {
+        "key": row.key,
+        "type": row.type,
+        "service": row.service,
+        "flow_id": row.flow_id,
+        "observations": row.observations,
+        "span_seconds": round(row.span_ns / 1e9, 3),
+        "usual_observations": float(row.usual_observations),
+        "usual_span_seconds": round(row.usual_span_ns / 1e9, 3),
+    }
+
+
+def serialize_batching(row: health.Batching) -> HealthBatching:
+    return {
+        "service": row.service,
+        "shared_steps": row.shared_steps,
+        "flows_served": row.flows_served,
+        "cross_flow_edges": row.cross_flow_edges,
+        "example_flow_id": row.example_flow_id,
+    }
+
+
+def serialize_correlation_health(
+    window: str, service: str | None, since: datetime, report: health.HealthReport
+) -> CorrelationHealth:
+    """The report ``tracing.health.correlation_health`` computed over ``window``."""
+    return {
+        "window": window,
+        "service": service,
+        "since": since.isoformat(),
+        "observations_read": report.observations_read,
+        "uncorrelated": report.uncorrelated,
+        "sampled": report.sampled,
+        "flows_read": report.flows_read,
+        "findings": [serialize_health_finding(row) for row in report.findings],
+        "coverage": [serialize_health_coverage(row) for row in report.coverage],
+        "clock_skew": [serialize_clock_skew(row) for row in report.clock_skew],
+        "reused_keys": [serialize_reused_key(row) for row in report.reused_keys],
+        "batching": [serialize_batching(row) for row in report.batching],
+    }

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.api import alerts, contracts, export, flows, schema, topology
+from dashboard.api import alerts, contracts, correlation_health, export, flows, schema, topology
 
 app_name = "api"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("alerts/<int:alert_id>/ack", alerts.acknowledge, name="alert-ack"),
     path("flow-models", alerts.flow_models, name="flow-models"),
     path("contracts", contracts.contracts, name="contracts"),
+    path("correlation-health", correlation_health.correlation_health, name="correlation-health"),
 ]

@@ -92,6 +92,9 @@ CALLS: dict[tuple[str, str, int], Call] = {
     ("get", "/api/flows/export.ocel.json", 200): lambda w: Streamed(w.admin.get("/api/flows/export.ocel.json")),
     ("get", "/api/flows/export.ocel.json", 400): lambda w: w.admin.get("/api/flows/export.ocel.json", {"limit": "5"}),
     ("get", "/api/flows/export.ocel.json", 401): lambda w: w.anonymous.get("/api/flows/export.ocel.json"),
+    ("get", "/api/correlation-health", 200): lambda w: w.admin.get("/api/correlation-health", {"window": "24h"}),
+    ("get", "/api/correlation-health", 400): lambda w: w.admin.get("/api/correlation-health", {"window": "forever"}),
+    ("get", "/api/correlation-health", 401): lambda w: w.anonymous.get("/api/correlation-health"),
 }
 
 
@@ -207,6 +210,7 @@ def test_the_schema_enums_are_the_models_choices(document):
     assert enum("Alert", "state") == parameter_enum("/api/alerts", "state") == Alert.State.values
     assert enum("Topology", "window") == parameter_enum("/api/topology", "window") == list(WINDOWS)
     assert enum("ContractDrift", "kind") == parameter_enum("/api/contracts", "kind") == list(DRIFT_KINDS)
+    assert enum("CorrelationHealth", "window") == parameter_enum("/api/correlation-health", "window") == list(WINDOWS)
 
 
 def test_each_declared_shape_is_a_valid_json_schema(document):

@@ -23,6 +23,7 @@ class SinkSpan:
     attributes: dict[str, Any]
     links: list[tuple[str, str]]
     status_code: int
+    start_ns: int = 0
 
 
 @dataclass
@@ -61,6 +62,7 @@ def decode_spans(body: bytes) -> list[SinkSpan]:
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                         status_code=span.status.code,
+                        start_ns=span.start_time_unix_nano,
                     )
                 )
     return spans

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from demo.catalog import SERVICES
+from demo.analytics import BATCH_SIZE
+from demo.catalog import ANALYTICS, SERVICES
 from demo.faults import Faults
 from demo.orchestrated import ORCHESTRATED_SERVICES
 from demo.services import CheckoutService
@@ -42,7 +43,8 @@ def test_every_service_reports_spans_and_events_that_tie_an_order_together(sink,
     assert sink.authorizations == {"Bearer demo-token"}
 
     producers = {(span.trace_id, span.span_id): span for span in sink.spans if span.kind == PRODUCER}
-    consumers = [span for span in sink.spans if span.kind == CONSUMER]
+    # analytics consumes in batches: its consumer spans are checked on their own below.
+    consumers = [span for span in sink.spans if span.kind == CONSUMER and span.service != ANALYTICS]
     assert consumers and all(span.attributes["messaging.operation.type"] == "process" for span in consumers)
     for consumer in consumers:
         # A consumer starts its own trace and links to the producer's context.
@@ -76,9 +78,51 @@ def test_reactions_follow_the_choreography(sink):
         ("OrderCreated", "ShipmentPrepared"),
         ("OrderCreated", "PointsCreated"),
         ("OrderCreated", "FraudCleared"),
+        ("OrderCreated", "OrderRecorded"),
         ("ShipmentPrepared", "ShipmentDispatched"),
         ("ShipmentDispatched", "DispatchNoticeSent"),
     }
+
+
+def test_analytics_processes_orders_in_batches_under_one_consumer_span_linked_to_every_producer(sink):
+    shop = run_shop(sink, 2.5)
+    assert shop.orders() >= 10
+    producers = {(span.trace_id, span.span_id): span for span in sink.spans if span.kind == PRODUCER}
+    batches = [span for span in sink.spans if span.service == ANALYTICS and span.kind == CONSUMER]
+    assert batches and any(len(batch.links) > 1 for batch in batches), "orders arrive fast enough to be batched"
+    recorded = {event["correlationid"]: event for event in sink.events_of("OrderRecorded")}
+    created = {event["id"]: event for event in sink.events_of("OrderCreated")}
+    for batch in batches:
+        if batch.status_code == 2:
+            continue  # a failed attempt, retried as a whole
+        # One span for the whole batch, in a trace of its own, linked to each message's producer context.
+        assert 1 <= len(batch.links) <= BATCH_SIZE and batch.parent_span_id == ""
+        assert batch.attributes["messaging.batch.message_count"] == len(batch.links)
+        assert batch.attributes["messaging.operation.type"] == "process" and "order.id" not in batch.attributes
+        orders = [producers[link].attributes["order.id"] for link in batch.links]
+        assert len(set(orders)) == len(orders)
+        children = [span for span in sink.spans if span.trace_id == batch.trace_id and span.parent_span_id == batch.span_id]
+        per_order = {span.attributes["order.id"]: span for span in children if span.name == "record order"}
+        assert set(per_order) == set(orders)
+        for order, span in per_order.items():
+            # Each order's own event is emitted under its own span, caused by its own OrderCreated.
+            event = recorded[order]
+            _, trace_id, span_id, _ = event["traceparent"].split("-")
+            emitter = producers[(trace_id, span_id)]
+            assert emitter.parent_span_id == span.span_id
+            assert created[event["causationid"]]["correlationid"] == order == span.attributes["order.id"]
+
+
+def test_the_email_hosts_clock_runs_two_seconds_behind_so_its_reactions_precede_their_causes(sink):
+    run_shop(sink, 1.5)
+    producers = {(span.trace_id, span.span_id): span for span in sink.spans if span.kind == PRODUCER}
+    email = [span for span in sink.spans if span.service == "email" and span.kind == CONSUMER]
+    assert email
+    for consumer in email:
+        (link,) = consumer.links
+        early_ns = producers[link].start_ns - consumer.start_ns
+        # 2 s behind, less the (scaled-down) time the message took to arrive.
+        assert 1.5e9 < early_ns <= 2e9, early_ns
 
 
 def test_a_drop_fault_leaves_orders_without_that_services_reaction(sink):

@@ -110,6 +110,8 @@ LIST_PATHS = st.sampled_from(
         "/api/contracts",
         "/services/contracts/",
         "/api/flows/export.ocel.json",
+        "/api/correlation-health",
+        "/services/health/",
     ]
 )
 KNOWN_PARAMETERS = [

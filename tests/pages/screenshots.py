@@ -5,7 +5,7 @@ with a flow definition (an order completes at LabelPrinted), writes a handful of
 through the real store and correlation (one stuck waiting for rewards, one failed, the others
 shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 
-``python -m tests.pages.screenshots --demo``: the overview, live, services and alerts pages as
+``python -m tests.pages.screenshots --demo``: the overview, live, services, correlation-health and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
 
@@ -85,6 +85,7 @@ DEMO_PAGES = [  # (file name, path, what to wait for)
     ("overview", "/", ".service-map[data-ready=true]"),
     ("live", "/live/", "#live-rows tr"),
     ("services", "/services/", ".service-map[data-ready=true]"),
+    ("correlation-health", "/services/health/", "table.findings"),
     ("alerts", "/alerts/", "table"),
     ("coupling", "/services/coupling/", ".coupling-type"),
 ]

@@ -29,9 +29,9 @@ END_DRAIN_SECONDS = 15.0
 
 class Command(BaseCommand):
     help = (
-        "Run the demo shop: checkout, email, warehouse, rewards and (later) fraud-check, talking over an event bus and "
-        "reporting OpenTelemetry spans and CloudEvents to Choreoscope. Faults: SERVICE=drop:SHARE, slow:SECONDS, "
-        "fail:SHARE, offline."
+        "Run the demo shop: checkout, email, warehouse, rewards, analytics (in batches) and (later) fraud-check, "
+        "talking over an event bus and reporting OpenTelemetry spans and CloudEvents to Choreoscope. "
+        "Faults: SERVICE=drop:SHARE, slow:SECONDS, fail:SHARE, offline."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
