@@ -18,9 +18,9 @@ from alerts.expectations import Expectation
 from alerts.models import Alert as AlertRow
 from alerts.status import FlowState, ShownStatus, flow_states
 from dashboard.api.paging import Page
+from tracing import health
 from tracing.contracts import KINDS as DRIFT_KINDS
 from tracing.contracts import DriftRow
-from tracing import health
 from tracing.correlation import iso_from_ns
 from tracing.interactions import STYLES, CriticalPath, ServiceTime, critical_path, edge_styles, step_of
 from tracing.models import Edge, Flow, Observation
@@ -498,6 +498,8 @@ class OcelDocument(TypedDict):
     eventTypes: list[OcelType]
     objects: list[OcelObject]
     events: Annotated[list[OcelEvent], described("Business events only; spans are left out.")]
+
+
 # --- Correlation health ----------------------------------------------------------------------
 
 
