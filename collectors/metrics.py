@@ -91,6 +91,13 @@ TAP_MESSAGES = counter(
 )
 
 
+def observe_tap_batch(tap: str, outcome: str, seconds: float, size: int) -> None:
+    """A tap's batch in the same series as an HTTP or gRPC request, as endpoint ``tap_<tap>``:
+    from decoding to commit, and the bytes of its messages."""
+    INGEST_SECONDS.labels(f"tap_{tap}", outcome).observe(seconds)
+    INGEST_BYTES.labels(f"tap_{tap}", outcome).observe(size)
+
+
 def observe_tap_messages(tap: str, outcome: str, number: int) -> None:
     if number:
         TAP_MESSAGES.labels(tap, outcome).inc(number)

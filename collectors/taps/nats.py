@@ -158,7 +158,7 @@ class NatsTap(Tap):
         messages = self._call(self._fetch())
         if not messages:
             return 0
-        settled = decode_messages(messages, decode_fetched)
+        settled = decode_messages(messages, decode_fetched, size=lambda fetched: len(fetched.message.data or b""))
         self.settle(settled, describe=Fetched.describe)
         self._call(self._settle_on_broker(settled.accepted, [fetched for fetched, _ in settled.rejected]))
         return len(messages)

@@ -165,7 +165,7 @@ class RabbitTap(Tap):
         messages = self.fetch()
         if not messages:
             return 0
-        settled = decode_messages(messages, decode_amqp)
+        settled = decode_messages(messages, decode_amqp, size=lambda message: len(message.body))
         self.settle(settled, describe=AmqpMessage.describe)
         for message, _reason in settled.rejected:
             self._channel.basic_reject(message.delivery_tag, requeue=False)
