@@ -331,6 +331,9 @@ OTLP_GRPC_SERVER = "collectors.otlp_grpc.start_otlp_grpc"
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
 # Start the demo shop beside the server; without the demo app (production) there is none to start.
 DEMO = env_bool("DEMO", default=False) and DEMO_INSTALLED
+# The demo shop's event bus: Redis Streams (needs REDIS_URL), RabbitMQ (CHOREOSCOPE_RABBITMQ_URL)
+# or in-process; Choreoscope reads the first two through the matching `manage.py tap`.
+DEMO_BUS = env_choice("DEMO_BUS", "redis" if REDIS_URL else "in-process", ("in-process", "redis", "rabbitmq"))
 
 if os.environ.get("CHOREOSCOPE_TEST_DATABASE_NAME") and DATABASE_URL:
     DATABASES["default"]["TEST"] = {"NAME": os.environ["CHOREOSCOPE_TEST_DATABASE_NAME"]}

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from demo.bus import EventBus, InProcessBus, RedisStreamBus
+from demo.bus import EventBus, InProcessBus, RabbitBus, RedisStreamBus
 from demo.catalog import CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
@@ -30,15 +30,26 @@ class ShopConfig:
     services: tuple[str, ...] = ()
     fraud_joins_after: float = 30.0
     token: str | None = None
-    redis_url: str | None = None  # the bus: Redis Streams when set, in-process otherwise
-    redis_prefix: str = "choreoscope"
+    redis_url: str | None = None  # Redis Streams' server
+    redis_prefix: str = "choreoscope"  # namespaces the bus's streams, or exchanges and queues
+    bus: str = ""  # in-process, redis or rabbitmq; by default Redis Streams when redis_url is set
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     events_via_bus: bool = False  # True: events reach Choreoscope through the tap on the bus, not HTTP
     seed: int | None = None
     latency_scale: float = 1.0
 
 
+def bus_kind(config: ShopConfig) -> str:
+    return config.bus or ("redis" if config.redis_url else "in-process")
+
+
 def make_bus(config: ShopConfig) -> EventBus:
-    return RedisStreamBus(config.redis_url, config.redis_prefix) if config.redis_url else InProcessBus()
+    kind = bus_kind(config)
+    if kind == "redis":
+        return RedisStreamBus(config.redis_url or "", config.redis_prefix)
+    if kind == "rabbitmq":
+        return RabbitBus(config.rabbitmq_url, config.redis_prefix)
+    return InProcessBus()
 
 
 class Shop:

@@ -103,3 +103,24 @@ def start_sink() -> tuple[Sink, ThreadingHTTPServer]:
     sink.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return sink, server
+
+
+def delete_rabbit_namespace(prefix: str) -> None:
+    """Delete the demo's exchanges and queues of ``prefix`` from RabbitMQ, if it runs there."""
+    import pika
+    import pika.exceptions
+    from django.conf import settings
+
+    from demo.bus import exchange_name, queue_name
+    from demo.catalog import SERVICES, TOPICS
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(settings.RABBITMQ_URL))
+    except pika.exceptions.AMQPError:
+        return  # no broker here: nothing was made on it
+    with connection:
+        channel = connection.channel()
+        for group in (*SERVICES, "choreoscope"):
+            channel.queue_delete(queue_name(prefix, group))
+        for topic in TOPICS:
+            channel.exchange_delete(exchange_name(prefix, topic))

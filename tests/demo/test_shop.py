@@ -1,6 +1,8 @@
 """The shop against a stand-in sink: what a real service would put on the wire."""
 
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -8,9 +10,17 @@ from demo.catalog import SERVICES
 from demo.faults import Faults
 from demo.services import CheckoutService
 from demo.shop import Shop, ShopConfig
-from tests.demo.sink import start_sink
+from tests.demo.sink import delete_rabbit_namespace, start_sink
 
 PRODUCER, CONSUMER = 4, 5
+
+
+@pytest.fixture
+def demo_prefix() -> Iterator[str]:
+    """A namespace of the shop's own on the bus; on RabbitMQ its exchanges and queues are deleted after."""
+    prefix = f"test-demo-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    delete_rabbit_namespace(prefix)
 
 
 @pytest.fixture
@@ -97,10 +107,11 @@ def test_a_failing_service_reports_error_spans_and_retries(sink):
     assert failed and retried
 
 
-@pytest.mark.parametrize("bus", ["in-process", pytest.param("redis", marks=pytest.mark.redis)])
-def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink, bus):
+@pytest.mark.parametrize(
+    "bus", ["in-process", pytest.param("redis", marks=pytest.mark.redis), pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+)
+def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink, bus, demo_prefix):
     import os
-    import uuid
 
     faults = {"warehouse": Faults(offline=True)}
     redis_url = os.environ.get("REDIS_URL") if bus == "redis" else None
@@ -109,7 +120,8 @@ def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink
         rate=10.0,
         services=("checkout", "warehouse"),
         redis_url=redis_url,
-        redis_prefix=f"test-demo-{uuid.uuid4().hex[:8]}",
+        redis_prefix=demo_prefix,
+        bus=bus,
         seed=5,
         latency_scale=0.2,
     )
