@@ -335,5 +335,23 @@ DEMO = env_bool("DEMO", default=False) and DEMO_INSTALLED
 # or in-process; Choreoscope reads the first two through the matching `manage.py tap`.
 DEMO_BUS = env_choice("DEMO_BUS", "redis" if REDIS_URL else "in-process", ("in-process", "redis", "rabbitmq"))
 
+# --- Queue lag (the service map and /metrics) ----------------------------------------------------
+
+# The destinations whose consumers the web process watches: Redis streams and NATS JetStream
+# streams (every consumer group or consumer of each), RabbitMQ queues (QUEUE or SERVICE=QUEUE).
+WATCH_REDIS_STREAMS = env_list("CHOREOSCOPE_WATCH_REDIS_STREAMS", [])
+WATCH_RABBITMQ_QUEUES = env_list("CHOREOSCOPE_WATCH_RABBITMQ_QUEUES", [])
+WATCH_NATS_STREAMS = env_list("CHOREOSCOPE_WATCH_NATS_STREAMS", [])
+# With the demo shop beside the server on a tapped bus, and nothing named to watch, its own
+# destinations are watched, by the names demo/bus.py gives them: a stream per topic, a queue per
+# consuming service and the tap's (tests/demo checks that these lists match the shop's).
+DEMO_TOPICS = ("orders", "notifications", "shipments", "rewards", "risk")
+DEMO_CONSUMERS = ("email", "warehouse", "rewards", "fraud-check", "choreoscope")
+if DEMO and not (WATCH_REDIS_STREAMS or WATCH_RABBITMQ_QUEUES or WATCH_NATS_STREAMS):
+    if DEMO_BUS == "redis":
+        WATCH_REDIS_STREAMS = [f"{REDIS_PREFIX}:shop:{topic}" for topic in DEMO_TOPICS]
+    elif DEMO_BUS == "rabbitmq":
+        WATCH_RABBITMQ_QUEUES = [f"{service}={REDIS_PREFIX}.shop.{service}" for service in DEMO_CONSUMERS]
+
 if os.environ.get("CHOREOSCOPE_TEST_DATABASE_NAME") and DATABASE_URL:
     DATABASES["default"]["TEST"] = {"NAME": os.environ["CHOREOSCOPE_TEST_DATABASE_NAME"]}

@@ -221,19 +221,46 @@ class TopologyEdge(TypedDict):
     target: str
     count: Annotated[int, described("Events emitted (producer edges) or events reacted to (consumer edges).")]
     rate: Annotated[float, described("Per second over the window.")]
-    p95_ms: Annotated[float | None, described("95th percentile reaction latency; null on producer edges.")]
+    p50_ms: Annotated[
+        float | None,
+        described(
+            "Median send → process time: from the event's time to the start of the consumer's earliest reaction; "
+            "null on producer edges."
+        ),
+    ]
+    p95_ms: Annotated[float | None, described("95th percentile send → process time (reaction latency); null on producer edges.")]
     error_share: Annotated[float, described("Share with status error, 0..1.")]
+
+
+class TopologyLag(TypedDict):
+    bus: Annotated[str, choices(("redis-stream", "rabbitmq", "nats"))]
+    destination: Annotated[str, described("The watched stream or queue.")]
+    consumer: Annotated[str, described("The consumer group, queue reader or durable consumer.")]
+    node: Annotated[str | None, described("The service node it belongs to; null when no such service is on the map.")]
+    waiting: Annotated[int, described("Messages not yet delivered to the consumer.")]
+    unacknowledged: Annotated[
+        int | None, described("Delivered but not yet acknowledged; null when the bus does not say (RabbitMQ over AMQP).")
+    ]
 
 
 class Topology(TypedDict):
     window: Annotated[str, choices(WINDOWS)]
     nodes: list[TopologyNode]
     edges: list[TopologyEdge]
+    lag: Annotated[list[TopologyLag], described("How far each watched consumer is behind, now (CHOREOSCOPE_WATCH_*).")]
+    lag_unavailable: Annotated[list[str], described("Watched buses that did not answer for their lag.")]
 
 
 def serialize_topology(window: str, snapshot: Mapping[str, Any]) -> Topology:
-    """The map ``tracing.topology.observed_topology`` computed (already plain data) over ``window``."""
-    return {"window": window, "nodes": snapshot["nodes"], "edges": snapshot["edges"]}
+    """The map ``tracing.topology.observed_topology`` computed (already plain data) over ``window``,
+    with the queue lag ``dashboard.live_feed.topology_snapshot`` adds."""
+    return {
+        "window": window,
+        "nodes": snapshot["nodes"],
+        "edges": snapshot["edges"],
+        "lag": snapshot["lag"],
+        "lag_unavailable": snapshot["lag_unavailable"],
+    }
 
 
 # --- Alerts ----------------------------------------------------------------------------------
