@@ -240,6 +240,8 @@ MAX_PROBLEMS = env_int("CHOREOSCOPE_MAX_PROBLEMS", 20, minimum=1)
 
 FLOWS_FILE = env_str("CHOREOSCOPE_FLOWS")
 RETENTION_DAYS = env_int("CHOREOSCOPE_RETENTION_DAYS", 7, minimum=1)
+# Plain OTLP log records kept per span, shown in the flow page's inspector (0 keeps none).
+SPAN_LOGS_PER_SPAN = env_int("CHOREOSCOPE_SPAN_LOGS_PER_SPAN", 50, minimum=0)
 # Most observations one correlation transaction takes. A batch's statements cost nearly the same
 # for 2,000 rows as for 5,000, so a backlog drains faster in big batches (``bench correlation``);
 # the embedded mode correlates in the committing request's thread, where smaller batches keep

@@ -83,6 +83,14 @@ class FlowSummary(TypedDict):
     missing: Annotated[list[MissingStep], described("Expected steps not seen yet (filled when the flow is stuck).")]
 
 
+class SpanLogEntry(TypedDict):
+    time: Instant
+    time_ns: int
+    severity: Annotated[str, described("Severity text, or the severity number's name (INFO, WARN, ERROR, ...).")]
+    body: Annotated[str, described("The body as text (a structured body as JSON), cut to 4,096 characters.")]
+    attributes: dict[str, Any]
+
+
 class FlowNodeCommon(TypedDict):
     id: int
     kind: Annotated[str, choices(Observation.Kind.values)]
@@ -110,6 +118,10 @@ class FlowNode(FlowNodeCommon, total=False):
     resource: dict[str, Any]
     events: Annotated[list[dict[str, Any]], described("Span events.")]
     links: Annotated[list[dict[str, Any]], described("Span links.")]
+    logs: Annotated[
+        list[SpanLogEntry],
+        described("Plain log records the span emitted (OTLP logs without an event name), earliest first; bounded per span."),
+    ]
     # An event's:
     event_source: str
     data: Annotated[Any, described("The CloudEvent's data.")]
@@ -160,8 +172,19 @@ def serialize_flow_page(page: Page[Flow]) -> FlowPage:
 SPAN_KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
-def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
-    """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order."""
+def serialize_span_log(row: Mapping[str, Any]) -> SpanLogEntry:
+    return {
+        "time": cast(str, iso_from_ns(row["time_ns"])),
+        "time_ns": row["time_ns"],
+        "severity": row["severity"],
+        "body": row["body"],
+        "attributes": row["attributes"],
+    }
+
+
+def serialize_node(row: Mapping[str, Any], order: int, logs: Sequence[Mapping[str, Any]] = ()) -> FlowNode:
+    """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order, with
+    the plain log records of a span."""
     start, end = row["start_ns"], row["end_ns"]
     node: FlowNode = {
         "id": row["id"],
@@ -189,6 +212,7 @@ def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
         node["resource"] = row["resource"]
         node["events"] = detail.get("events", [])
         node["links"] = detail.get("links", [])
+        node["logs"] = [serialize_span_log(log) for log in logs]
     else:
         node["event_source"] = row["event_source"]
         node["data"] = detail.get("data", detail.get("data_base64"))
@@ -202,7 +226,10 @@ def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> Flo
     causal order, edges from cause to effect."""
     return {
         **serialize_flow_summary(flow, state),
-        "nodes": [serialize_node(row, order) for order, row in enumerate(graph.observations)],
+        "nodes": [
+            serialize_node(row, order, graph.span_logs.get((row["trace_id"], row["span_id"]), ()))
+            for order, row in enumerate(graph.observations)
+        ],
         "edges": [{"source": source, "target": target, "kind": kind} for source, target, kind in graph.edges],
     }
 
