@@ -16,7 +16,7 @@ from demo.catalog import CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
 from demo.services import CheckoutService, ServiceContext, ShopService
-from demo.telemetry import ServiceClock, service_tracer_provider, traces_endpoint
+from demo.telemetry import ServiceClock, logs_endpoint, service_logger_provider, service_tracer_provider, traces_endpoint
 
 logger = logging.getLogger("demo.shop")
 
@@ -110,6 +110,7 @@ class Shop:
         # one that cannot reach Choreoscope must not hold up the others.
         flushes: list[Callable[[], None]] = [reporter.stop for reporter in self.reporters]
         flushes += [service.ctx.provider.shutdown for service in self.services.values()]
+        flushes += [service.ctx.log_provider.shutdown for service in self.services.values() if service.ctx.log_provider]
         flushers = [threading.Thread(target=flush, daemon=True) for flush in flushes]
         for flusher in flushers:
             flusher.start()
@@ -154,6 +155,7 @@ class Shop:
         return ServiceContext(
             bus=self.bus,
             provider=service_tracer_provider(name, endpoint, self.config.token),
+            log_provider=service_logger_provider(name, logs_endpoint(endpoint), self.config.token),
             clock=ServiceClock(CLOCK_SKEW_MS.get(name, 0.0)),
             reporter=reporter,
             faults=lambda: self.faults_of(name),

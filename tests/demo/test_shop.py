@@ -105,6 +105,13 @@ def test_a_failing_service_reports_error_spans_and_retries(sink):
     failed = [span for span in warehouse if span.status_code == 2]
     retried = [span for span in warehouse if span.attributes.get("messaging.delivery.attempt", 1) > 1]
     assert failed and retried
+    # Its plain log lines say so, each written inside the consumer span it is about.
+    spans = {(span.trace_id, span.span_id): span for span in warehouse}
+    lines = [line for line in sink.log_lines if line.service == "warehouse"]
+    assert lines and all((line.trace_id, line.span_id) in spans for line in lines)
+    errors = [line for line in lines if line.severity == "ERROR"]
+    assert errors and all(spans[(line.trace_id, line.span_id)].status_code == 2 for line in errors)
+    assert any(line.severity == "WARN" and line.body.startswith("retrying") for line in lines)
 
 
 @pytest.mark.parametrize(
