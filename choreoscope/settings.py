@@ -316,6 +316,8 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # pika tells every connection's steps at INFO (the taps, the lag readings, the demo's bus).
+        "pika": {"level": "WARNING"},
     },
 }
 

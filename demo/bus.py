@@ -188,7 +188,7 @@ def stream_backlog(client: Any, stream: str, group: str | None) -> int:
 # --- RabbitMQ ------------------------------------------------------------------------------------
 
 STRUCTURED_CLOUDEVENT = "application/cloudevents+json"
-RABBIT_PREFETCH = 64  # messages a service holds unacknowledged, in its hands or on their way
+RABBIT_PREFETCH = 16  # as many as a service has workers: the rest waits in its queue, where it shows as lag
 
 
 def exchange_name(prefix: str, topic: str) -> str:

@@ -136,15 +136,17 @@ def start_sink() -> tuple[Sink, ThreadingHTTPServer]:
 
 def delete_rabbit_namespace(prefix: str) -> None:
     """Delete the demo's exchanges and queues of ``prefix`` from RabbitMQ, if it runs there."""
+    import os
+
     import pika
     import pika.exceptions
-    from django.conf import settings
 
     from demo.bus import exchange_name, queue_name
     from demo.catalog import SERVICES, TOPICS
 
+    url = os.environ.get("CHOREOSCOPE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
     try:
-        connection = pika.BlockingConnection(pika.URLParameters(settings.RABBITMQ_URL))
+        connection = pika.BlockingConnection(pika.URLParameters(url))
     except pika.exceptions.AMQPError:
         return  # no broker here: nothing was made on it
     with connection:

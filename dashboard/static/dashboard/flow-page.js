@@ -216,8 +216,8 @@ function inspectNode(node) {
     section("Caused by", relationList(causes)),
     section("Led to", relationList(effects)),
     node.kind === "event" && hasData ? section("Data", h("pre", { class: "data" }, valueText(node.data))) : null,
-    section("Attributes", keyValueTable("Attributes", Object.entries(node.attributes || {}))),
     section(node.logs && node.logs.length ? `Log records (${node.logs.length})` : "Log records", spanLogs(node.logs, node)),
+    section("Attributes", keyValueTable("Attributes", Object.entries(node.attributes || {}))),
     section("Span events", spanEvents(node.events, node)),
     section("Links", linkList(node.links)),
     node.resource && Object.keys(node.resource).length
