@@ -316,8 +316,9 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
-        # pika tells every connection's steps at INFO (the taps, the lag readings, the demo's bus).
-        "pika": {"level": "WARNING"},
+        # pika tells every connection's steps at INFO, and a passive declare of a missing queue (how
+        # AMQP asks whether it exists) at WARNING; failures reach the callers as exceptions.
+        "pika": {"level": "ERROR"},
     },
 }
 
