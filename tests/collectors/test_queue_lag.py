@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from collectors.queue_watch import (
     watched_queue,
 )
 from demo.catalog import SERVICES, TOPICS, topics_read_by
+from tests.conftest import ROOT
 from tests.live.sockets import event, ingest
 from tracing.queue_lag import QueueLag, current_lag, register_lag_source, unregister_lag_source
 
@@ -174,3 +177,24 @@ def test_jetstream_consumers_lag_is_read_from_the_server(watching):
         assert current_lag().readings == [QueueLag("nats", name, "email", 3, 0, "email")]
     finally:
         asyncio.run(remove())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHOREOSCOPE_WATCH_REDIS_STREAMS": "orders"}, "CHOREOSCOPE_WATCH_REDIS_STREAMS needs REDIS_URL"),
+        ({"CHOREOSCOPE_WATCH_RABBITMQ_QUEUES": "email=shop.email,=shop.rewards"}, "'=shop.rewards' must be QUEUE or"),
+        ({"DEMO_BUS": "kafka"}, "DEMO_BUS='kafka' must be one of: in-process, redis, rabbitmq"),
+    ],
+)
+def test_a_watch_that_cannot_work_stops_the_process_with_a_message_naming_it(tmp_path, env, message):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHOREOSCOPE_", "DJANGO_", "REDIS_URL", "DATABASE_URL"))}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**base, "CHOREOSCOPE_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and message in result.stderr
