@@ -176,6 +176,8 @@ class ServiceMap {
       this.fitHeight();
       this.signature = signature;
     }
+    const lagLegend = this.root.querySelector("[data-lag-legend]");
+    if (lagLegend) lagLegend.hidden = !(topology.lag || []).length;  // only where a bus is watched
     this.box.dataset.nodes = topology.nodes.map((node) => node.id).join(" ");
     this.box.dataset.ready = "true";
     this.fillTable(topology);
