@@ -244,6 +244,8 @@ ASYNCAPI_FILES = env_list("CHOREOSCOPE_ASYNCAPI", [])
 # Most flows one OCEL 2.0 export (GET /api/flows/export.ocel.json) writes.
 OCEL_EXPORT_MAX_FLOWS = env_int("CHOREOSCOPE_OCEL_EXPORT_MAX_FLOWS", 5_000, minimum=1)
 RETENTION_DAYS = env_int("CHOREOSCOPE_RETENTION_DAYS", 7, minimum=1)
+# Plain OTLP log records kept per span, shown in the flow page's inspector (0 keeps none).
+SPAN_LOGS_PER_SPAN = env_int("CHOREOSCOPE_SPAN_LOGS_PER_SPAN", 50, minimum=0)
 # Most observations one correlation transaction takes. A batch's statements cost nearly the same
 # for 2,000 rows as for 5,000, so a backlog drains faster in big batches (``bench correlation``);
 # the embedded mode correlates in the committing request's thread, where smaller batches keep
@@ -318,6 +320,9 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # pika tells every connection's steps at INFO, and a passive declare of a missing queue (how
+        # AMQP asks whether it exists) at WARNING; failures reach the callers as exceptions.
+        "pika": {"level": "ERROR"},
     },
 }
 
@@ -335,6 +340,27 @@ OTLP_GRPC_SERVER = "collectors.otlp_grpc.start_otlp_grpc"
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
 # Start the demo shop beside the server; without the demo app (production) there is none to start.
 DEMO = env_bool("DEMO", default=False) and DEMO_INSTALLED
+# The demo shop's event bus: Redis Streams (needs REDIS_URL), RabbitMQ (CHOREOSCOPE_RABBITMQ_URL)
+# or in-process; Choreoscope reads the first two through the matching `manage.py tap`.
+DEMO_BUS = env_choice("DEMO_BUS", "redis" if REDIS_URL else "in-process", ("in-process", "redis", "rabbitmq"))
+
+# --- Queue lag (the service map and /metrics) ----------------------------------------------------
+
+# The destinations whose consumers the web process watches: Redis streams and NATS JetStream
+# streams (every consumer group or consumer of each), RabbitMQ queues (QUEUE or SERVICE=QUEUE).
+WATCH_REDIS_STREAMS = env_list("CHOREOSCOPE_WATCH_REDIS_STREAMS", [])
+WATCH_RABBITMQ_QUEUES = env_list("CHOREOSCOPE_WATCH_RABBITMQ_QUEUES", [])
+WATCH_NATS_STREAMS = env_list("CHOREOSCOPE_WATCH_NATS_STREAMS", [])
+# With the demo shop beside the server on a tapped bus, and nothing named to watch, its own
+# destinations are watched, by the names demo/bus.py gives them: a stream per topic, a queue per
+# consuming service and the tap's (tests/demo checks that these lists match the shop's).
+DEMO_TOPICS = ("orders", "notifications", "shipments", "rewards", "risk")
+DEMO_CONSUMERS = ("email", "warehouse", "rewards", "fraud-check", "choreoscope")
+if DEMO and not (WATCH_REDIS_STREAMS or WATCH_RABBITMQ_QUEUES or WATCH_NATS_STREAMS):
+    if DEMO_BUS == "redis":
+        WATCH_REDIS_STREAMS = [f"{REDIS_PREFIX}:shop:{topic}" for topic in DEMO_TOPICS]
+    elif DEMO_BUS == "rabbitmq":
+        WATCH_RABBITMQ_QUEUES = [f"{service}={REDIS_PREFIX}.shop.{service}" for service in DEMO_CONSUMERS]
 
 if os.environ.get("CHOREOSCOPE_TEST_DATABASE_NAME") and DATABASE_URL:
     DATABASES["default"]["TEST"] = {"NAME": os.environ["CHOREOSCOPE_TEST_DATABASE_NAME"]}

@@ -25,7 +25,7 @@ from collectors.metrics import observe_ingest, observe_rejected, observe_stored,
 from tokens.auth import check_authorization
 from tokens.metrics import observe_token_check
 from tracing.records import ObservationRecord
-from tracing.store import StoreResult, store_observations
+from tracing.store import StoreResult, store_observations, store_span_logs
 
 logger = logging.getLogger(__name__)
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -156,6 +156,8 @@ def export_otlp(signal: OtlpSignal, body: bytes, encoding: str) -> Reply:
     except otlp.OtlpDecodeError as error:
         raise Refusal(error.status, str(error)) from None
     store(batch.records, signal.kind)
+    if isinstance(batch, otlp_logs.LogBatch) and batch.span_logs:
+        store_span_logs(batch.span_logs)  # committed before the answer, like the observations
     observe_rejected(signal.kind, "invalid", batch.rejected)
     answer_type = otlp.answer_content_type(encoding)
     return Reply(200, signal.answer(answer_type, batch.rejected, batch.error_message), answer_type, partial=batch.rejected > 0)

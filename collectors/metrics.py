@@ -1,22 +1,20 @@
-"""What ingestion counts, and the lag of the tapped queues, on ``/metrics``.
+"""What ingestion counts, and the lag of the watched queues, on ``/metrics``.
 
-Requests and observations are counted in memory as they are answered; tap lag is read at scrape
-time from the callables that taps register with ``register_lag_source``.
+Requests and observations are counted in memory as they are answered (a tap's batch as a
+request of endpoint ``tap_<kind>``); queue lag is read at scrape time from
+``tracing.queue_lag``, where ``collectors.queue_watch`` registers the buses settings name.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 
 from django.http import HttpRequest
 from prometheus_client.metrics_core import Metric
 
 from choreoscope.metrics import counter, gauge_family, histogram
+from tracing.queue_lag import LagReadings, current_lag
 from tracing.store import StoreResult
-
-log = logging.getLogger(__name__)
 
 INGEST_REQUESTS = counter(
     "choreoscope_ingest_requests_total", "Ingestion requests answered, by endpoint and HTTP status.", ["endpoint", "status"]
@@ -91,49 +89,40 @@ TAP_MESSAGES = counter(
 )
 
 
+def observe_tap_batch(tap: str, outcome: str, seconds: float, size: int) -> None:
+    """A tap's batch in the same series as an HTTP or gRPC request, as endpoint ``tap_<tap>``:
+    from decoding to commit, and the bytes of its messages."""
+    INGEST_SECONDS.labels(f"tap_{tap}", outcome).observe(seconds)
+    INGEST_BYTES.labels(f"tap_{tap}", outcome).observe(size)
+
+
 def observe_tap_messages(tap: str, outcome: str, number: int) -> None:
     if number:
         TAP_MESSAGES.labels(tap, outcome).inc(number)
 
 
-# --- tap lag -------------------------------------------------------------------------------------
-
-LagSource = Callable[[], Mapping[str, float]]
-_lag_lock = threading.Lock()
-_lag_sources: dict[str, LagSource] = {}
+# --- queue lag -----------------------------------------------------------------------------------
 
 
-def register_lag_source(tap: str, source: LagSource) -> None:
-    """Let a tap report, at each scrape, how many messages each destination it taps (stream,
-    queue, consumer) still holds for it: ``source() -> {destination: messages behind}``. Register
-    it in the process that answers ``/metrics`` (the web process); registering a name again
-    replaces the earlier source."""
-    with _lag_lock:
-        _lag_sources[tap] = source
-
-
-def unregister_lag_source(tap: str) -> None:
-    with _lag_lock:
-        _lag_sources.pop(tap, None)
-
-
-def tap_lag_samples() -> Iterator[tuple[tuple[str, str], float]]:
-    with _lag_lock:
-        sources = dict(_lag_sources)
-    for tap, source in sorted(sources.items()):
-        try:
-            lag = dict(source())
-        except Exception:  # a broker that does not answer must not fail the scrape
-            log.exception("the lag of tap %s could not be read", tap)
-            continue
-        for destination, messages in sorted(lag.items()):
-            yield (tap, destination), float(messages)
+def queue_lag_samples(lag: LagReadings) -> Iterator[tuple[tuple[str, str, str, str], float]]:
+    for reading in lag.readings:
+        yield (reading.bus, reading.destination, reading.consumer, "waiting"), float(reading.waiting)
+        if reading.unacknowledged is not None:
+            yield (reading.bus, reading.destination, reading.consumer, "unacknowledged"), float(reading.unacknowledged)
 
 
 def gauges() -> Iterator[Metric]:
+    lag = current_lag()
     yield gauge_family(
-        "choreoscope_tap_lag_messages",
-        "Messages a tapped destination (stream, queue, consumer) holds that its tap has not yet stored.",
-        ["tap", "destination"],
-        tap_lag_samples(),
+        "choreoscope_queue_lag_messages",
+        "Messages a watched stream or queue holds for a consumer: waiting (not yet delivered) or unacknowledged "
+        "(delivered, not yet acknowledged; RabbitMQ does not say without its management plugin).",
+        ["bus", "destination", "consumer", "state"],
+        queue_lag_samples(lag),
+    )
+    yield gauge_family(
+        "choreoscope_queue_lag_source_failed",
+        "1 when a watched bus did not answer for its lag at the last reading.",
+        ["bus"],
+        (((source,), float(source in lag.unavailable)) for source in lag.sources),
     )

@@ -6,8 +6,9 @@ A log record with an event name is a business event, the OpenTelemetry way of em
 body its data. The name is the record's ``EventName`` field (OTLP 1.5), else the ``event.name``
 attribute (which the older ``event.domain`` + ``event.name`` convention also sets).
 
-Plain log records (no event name) are not steps of a flow: they are accepted and counted, not
-stored. A record that names an event but cannot be stored (bad ids, a time past 2262) is
+Plain log records (no event name) are not steps of a flow: those emitted inside a span are kept
+on that span (``tracing.store.store_span_logs``, bounded per span) for the flow page's inspector;
+the rest are accepted and counted, not stored. A record that names an event but cannot be stored (bad ids, a time past 2262) is
 rejected on its own (partial success); a body that cannot be decoded at all is an
 ``OtlpDecodeError``, as for traces.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from google.protobuf.message import DecodeError
@@ -44,7 +45,7 @@ from collectors.otlp import (
     partial_success_answer,
     time_problem,
 )
-from tracing.records import ObservationRecord, event_identity
+from tracing.records import ObservationRecord, SpanLogRecord, event_identity
 
 # OTLP/JSON may spell the severity by its proto name: SEVERITY_NUMBER_INFO for 9.
 SEVERITY_ENUM = {name: int(number) for name, number in SeverityNumber.items()}
@@ -79,6 +80,7 @@ class OtlpLogRecord:
 class LogBatch(ExportBatch):
     ITEMS: ClassVar[str] = "log record(s)"
     plain: int = 0  # accepted log records that are not events
+    span_logs: list[SpanLogRecord] = field(default_factory=list)  # the plain ones emitted inside a span
 
 
 class LogRecordRejected(Exception):
@@ -164,16 +166,61 @@ def event_observation(log: OtlpLogRecord, received_ns: int) -> ObservationRecord
     )
 
 
+SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")  # OTel log data model: numbers 1-4 TRACE up to 21-24 FATAL
+
+
+def severity_of(log: OtlpLogRecord) -> str:
+    if log.severity_text:
+        return log.severity_text
+    if 1 <= log.severity_number <= 24:
+        return SEVERITY_NAMES[(log.severity_number - 1) // 4]
+    return ""
+
+
+def body_text(body: Any) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
+def span_log(log: OtlpLogRecord, received_ns: int) -> SpanLogRecord | None:
+    """A plain log record as shown on the span that emitted it; None outside a span (or with
+    ids that are not a span's)."""
+    try:
+        trace_id, span_id = emitting_span(log.trace_id, log.span_id)
+    except LogRecordRejected:
+        return None
+    if not span_id:
+        return None
+    content = [log.service, log.time_ns, log.observed_ns, trace_id, span_id, log.severity_number, log.attributes, log.body]
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[:32]
+    return SpanLogRecord(
+        trace_id=trace_id,
+        span_id=span_id,
+        time_ns=log.time_ns or log.observed_ns or received_ns,
+        service=log.service,
+        severity=severity_of(log),
+        body=body_text(log.body),
+        digest=digest,
+        attributes=log.attributes,
+    )
+
+
 def collect(batch: LogBatch, log: OtlpLogRecord, received_ns: int) -> None:
     try:
         record = event_observation(log, received_ns)
     except LogRecordRejected as problem:
         batch.reject(f"log record {event_name_of(log)!r}: {problem}")
         return
-    if record is None:
-        batch.plain += 1
-    else:
+    if record is not None:
         batch.records.append(record)
+        return
+    batch.plain += 1
+    on_span = span_log(log, received_ns)
+    if on_span is not None:
+        batch.span_logs.append(on_span)
 
 
 def service_of(resource: dict[str, Any]) -> str:

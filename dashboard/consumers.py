@@ -325,7 +325,15 @@ class TopologyConsumer(LiveConsumer):
     async def snapshot(self, seq: int) -> TopologySnapshot:
         name, seconds = self.window
         topology = await database_sync_to_async(live_feed.topology_snapshot)(name, seconds)
-        return {"type": "snapshot", "seq": seq, "window": name, "nodes": topology["nodes"], "edges": topology["edges"]}
+        return {
+            "type": "snapshot",
+            "seq": seq,
+            "window": name,
+            "nodes": topology["nodes"],
+            "edges": topology["edges"],
+            "lag": topology["lag"],
+            "lag_unavailable": topology["lag_unavailable"],
+        }
 
     def coalesce(self, first: int, seq: int, datas: list[TopologyPublication]) -> TopologyDelta | None:
         pulses = live_feed.merge_pulses(datas)

@@ -61,9 +61,10 @@ from dashboard.selectors import alert_list, flow_page_detail
 from tracing.correlation import business_key, iso_from_ns
 from tracing.flowconfig import flows_config
 from tracing.models import Flow, Observation
+from tracing.queue_lag import current_lag
 from tracing.records import ObservationRecord
 from tracing.selectors import resolve_flow
-from tracing.topology import batch_pulses, observed_topology
+from tracing.topology import batch_pulses, lag_on_map, observed_topology
 
 log = logging.getLogger(__name__)
 
@@ -331,13 +332,14 @@ TOPOLOGY_CACHE_SECONDS = 5
 
 
 def topology_snapshot(window: str, seconds: int) -> dict[str, Any]:
-    """The map over a window; open maps and the API share one computation every few seconds."""
+    """The map over a window, and the watched queues' lag now; open maps and the API share one
+    computation every few seconds (the lag is read at most that often per process)."""
     key = f"live:topology:{window}"
     topology = cache.get(key)
     if topology is None:
         topology = observed_topology(seconds)
         cache.set(key, topology, timeout=TOPOLOGY_CACHE_SECONDS)
-    return topology
+    return {**topology, **lag_on_map(topology["nodes"], current_lag())}
 
 
 def merge_pulses(datas: list[TopologyPublication]) -> list[Pulse]:

@@ -19,7 +19,7 @@ from typing import Literal, NotRequired, TypedDict, final
 # The flows, map and alerts the sockets carry have the JSON API's shapes, declared there.
 from dashboard.api.serializers import Alert as AlertRow
 from dashboard.api.serializers import AlertGroup as IncidentGroup
-from dashboard.api.serializers import FlowDetail, TopologyEdge, TopologyNode
+from dashboard.api.serializers import FlowDetail, TopologyEdge, TopologyLag, TopologyNode
 
 # Close codes (application range 4000-4999, after HTTP): final, so a page stops reconnecting.
 CLOSE_NOT_LOGGED_IN = 4401
@@ -157,6 +157,8 @@ class TopologySnapshot(TypedDict):
     window: str
     nodes: list[TopologyNode]
     edges: list[TopologyEdge]
+    lag: list[TopologyLag]
+    lag_unavailable: list[str]
 
 
 class TopologyDelta(TypedDict):

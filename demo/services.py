@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -51,6 +53,7 @@ class ServiceContext:
     stopping: threading.Event
     rng: random.Random
     latency_scale: float = 1.0  # below 1 the whole shop works faster (tests, impatient demos)
+    log_provider: LoggerProvider | None = None  # plain log lines, written inside the current span
 
 
 class ShopService:
@@ -58,6 +61,7 @@ class ShopService:
         self.name = name
         self.ctx = ctx
         self.tracer = ctx.provider.get_tracer("shop." + name.replace("-", "_"), "1.4.2")
+        self.log_lines = ctx.log_provider.get_logger("shop." + name.replace("-", "_"), "1.4.2") if ctx.log_provider else None
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self.workers = workers
         self.in_flight = 0
@@ -117,6 +121,17 @@ class ShopService:
                 yield span
             finally:
                 span.end(end_time=clock.now_ns())
+
+    def log(self, severity: SeverityNumber, body: str, **attributes: Any) -> None:
+        """A plain log line in the current span, stamped by this service's clock."""
+        if self.log_lines:
+            self.log_lines.emit(
+                timestamp=self.ctx.clock.now_ns(),
+                severity_number=severity,
+                severity_text=severity.name,
+                body=body,
+                attributes=attributes,
+            )
 
     def work(self, name: str, latency_ms: float, attributes: dict[str, Any]) -> bool:
         """Do the service's actual work (simulated); False if the shop is shutting down meanwhile."""
@@ -207,7 +222,18 @@ class ShopService:
         ) as span:
             if self._already_processed(event.id):
                 span.set_attribute("shop.duplicate_delivery", True)
+                self.log(
+                    SeverityNumber.INFO, f"{event.type} {event.id} already handled; acknowledged again", order_id=event.order_id
+                )
                 return True
+            if attempt > 1:
+                self.log(
+                    SeverityNumber.WARN,
+                    f"retrying {reaction.work} (attempt {attempt} of {MAX_ATTEMPTS})",
+                    order_id=event.order_id,
+                )
+            else:
+                self.log(SeverityNumber.INFO, f"{event.type} taken from {destination}: {reaction.work}", order=event.order_id)
             return self._react(span, reaction, event, faults, attempt, delivery)
 
     def _react(self, span: Span, reaction: Reaction, event: ShopEvent, faults: Faults, attempt: int, delivery: Delivery) -> bool:
@@ -219,6 +245,8 @@ class ShopService:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, str(error)))
             span.set_attribute("error.type", "ProcessingError")
+            final = attempt >= MAX_ATTEMPTS
+            self.log(SeverityNumber.ERROR, f"{error}; {'giving up' if final else 'will retry'}", order=event.order_id)
             if attempt < MAX_ATTEMPTS:
                 self._retry_later(delivery, attempt)
                 return False

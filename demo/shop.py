@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from opentelemetry.sdk.trace import TracerProvider
 
 from demo.analytics import AnalyticsService
-from demo.bus import EventBus, InProcessBus, RedisStreamBus
+from demo.bus import EventBus, InProcessBus, RabbitBus, RedisStreamBus
 from demo.catalog import ANALYTICS, CHECKOUT, CLOCK_SKEW_MS, FRAUD
 from demo.events import EventReporter
 from demo.faults import Faults
 from demo.orchestrated import OrderChecks, start_order_checks
 from demo.services import CheckoutService, ServiceContext, ShopService
-from demo.telemetry import ServiceClock, service_tracer_provider, traces_endpoint
+from demo.telemetry import ServiceClock, logs_endpoint, service_logger_provider, service_tracer_provider, traces_endpoint
 
 logger = logging.getLogger("demo.shop")
 
@@ -34,16 +34,27 @@ class ShopConfig:
     services: tuple[str, ...] = ()
     fraud_joins_after: float = 30.0
     token: str | None = None
-    redis_url: str | None = None  # the bus: Redis Streams when set, in-process otherwise
-    redis_prefix: str = "choreoscope"
+    redis_url: str | None = None  # Redis Streams' server
+    redis_prefix: str = "choreoscope"  # namespaces the bus's streams, or exchanges and queues
+    bus: str = ""  # in-process, redis or rabbitmq; by default Redis Streams when redis_url is set
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     events_via_bus: bool = False  # True: events reach Choreoscope through the tap on the bus, not HTTP
     seed: int | None = None
     latency_scale: float = 1.0
     orchestrated: bool = True  # checkout calls fraud-screening and payment over HTTP first (demo.orchestrated)
 
 
+def bus_kind(config: ShopConfig) -> str:
+    return config.bus or ("redis" if config.redis_url else "in-process")
+
+
 def make_bus(config: ShopConfig) -> EventBus:
-    return RedisStreamBus(config.redis_url, config.redis_prefix) if config.redis_url else InProcessBus()
+    kind = bus_kind(config)
+    if kind == "redis":
+        return RedisStreamBus(config.redis_url or "", config.redis_prefix)
+    if kind == "rabbitmq":
+        return RabbitBus(config.rabbitmq_url, config.redis_prefix)
+    return InProcessBus()
 
 
 class Shop:
@@ -111,6 +122,7 @@ class Shop:
         flushes: list[Callable[[], None]] = [reporter.stop for reporter in self.reporters]
         flushes += [service.ctx.provider.shutdown for service in self.services.values()]
         flushes += [self.checks.stop] if self.checks else []
+        flushes += [service.ctx.log_provider.shutdown for service in self.services.values() if service.ctx.log_provider]
         flushers = [threading.Thread(target=flush, daemon=True) for flush in flushes]
         for flusher in flushers:
             flusher.start()
@@ -158,6 +170,7 @@ class Shop:
         return ServiceContext(
             bus=self.bus,
             provider=service_tracer_provider(name, endpoint, self.config.token),
+            log_provider=service_logger_provider(name, logs_endpoint(endpoint), self.config.token),
             clock=ServiceClock(CLOCK_SKEW_MS.get(name, 0.0)),
             reporter=reporter,
             faults=lambda: self.faults_of(name),

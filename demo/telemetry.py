@@ -1,5 +1,6 @@
-"""Each demo service is instrumented as a real one would be: its own TracerProvider with its own
-Resource, a BatchSpanProcessor and the OTLP/HTTP protobuf exporter, and its own clock."""
+"""Each demo service is instrumented as a real one would be: its own TracerProvider and
+LoggerProvider with its own Resource, batch processors and the OTLP/HTTP protobuf exporters, and
+its own clock."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import time
 from dataclasses import dataclass
 
 from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -34,8 +38,13 @@ def traces_endpoint(target: str, environ: dict[str, str]) -> str:
     return base.rstrip("/") + "/v1/traces"
 
 
-def service_tracer_provider(service: str, endpoint: str, token: str | None) -> TracerProvider:
-    resource = Resource.create(
+def logs_endpoint(traces: str) -> str:
+    """Where log records go: beside the spans (the OTLP/HTTP paths differ only in the signal)."""
+    return traces[: -len("/v1/traces")] + "/v1/logs" if traces.endswith("/v1/traces") else traces.rstrip("/") + "/v1/logs"
+
+
+def service_resource(service: str) -> Resource:
+    return Resource.create(
         {
             "service.name": service,
             "service.namespace": "shop",
@@ -44,10 +53,23 @@ def service_tracer_provider(service: str, endpoint: str, token: str | None) -> T
             "deployment.environment.name": "demo",
         }
     )
+
+
+def service_tracer_provider(service: str, endpoint: str, token: str | None) -> TracerProvider:
     headers = {"Authorization": f"Bearer {token}"} if token else None
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, compression=Compression.Gzip, timeout=5)
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=service_resource(service))
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500, max_export_batch_size=512))
+    return provider
+
+
+def service_logger_provider(service: str, endpoint: str, token: str | None) -> LoggerProvider:
+    """The service's plain log lines (not its business events), sent as OTLP log records; each
+    carries the span it was written in."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    exporter = OTLPLogExporter(endpoint=endpoint, headers=headers, compression=Compression.Gzip, timeout=5)
+    provider = LoggerProvider(resource=service_resource(service))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=500, max_export_batch_size=512))
     return provider
 
 

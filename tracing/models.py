@@ -201,3 +201,32 @@ class ContractDocument(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SpanLog(models.Model):
+    """A plain log record shown on the span that emitted it (OTLP logs without an event name).
+    Bounded: at most ``SPAN_LOGS_PER_SPAN`` per span are kept (the first to arrive), a body is cut
+    to ``SPAN_LOG_BODY_CHARS``, and retention removes them after ``RETENTION_DAYS``, like the
+    observations. Keyed by the span's ids rather than its row, so a record may arrive before its
+    span."""
+
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=32)
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    time_ns = models.BigIntegerField()
+    service = models.CharField(max_length=255)
+    severity = models.CharField(max_length=32, blank=True)
+    body = models.TextField(blank=True)
+    attributes = models.JSONField(default=dict)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["digest"], name="spanlog_digest_unique")]
+        indexes = [
+            models.Index(fields=["trace_id", "span_id", "time_ns"], name="spanlog_span_time"),
+            models.Index(fields=["received_at"], name="spanlog_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity or 'log'} in span {self.span_id}: {self.body[:60]}"

@@ -59,3 +59,18 @@ class ObservationRecord:
     # dropped counts. Events: specversion, subject, datacontenttype, dataschema, time, data or
     # data_base64.
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SpanLogRecord:
+    """A plain log record (not a business event) emitted inside a span: shown on that span, never
+    a step of a flow. ``digest`` identifies it, so that an export sent again stores nothing new."""
+
+    trace_id: str  # 32 lower-case hex
+    span_id: str  # 16 lower-case hex
+    time_ns: int
+    service: str
+    severity: str  # the severity text, or the severity number's name ("INFO", "ERROR", ...)
+    body: str  # the body as text (a structured body as JSON)
+    digest: str
+    attributes: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from tracing.correlation import causal_order
-from tracing.models import Edge, Flow, FlowFacet, Observation
+from tracing.models import Edge, Flow, FlowFacet, Observation, SpanLog
 
 # A place in the newest-first order of flows: (started_at, id) of the last flow already seen.
 Position = tuple[datetime, int]
@@ -137,6 +137,8 @@ class FlowGraph:
 
     observations: list[dict[str, Any]]
     edges: list[tuple[int, int, str]]
+    # Plain log records of its spans, by (trace_id, span_id), earliest first.
+    span_logs: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _parsed(row: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +153,25 @@ def flow_graph(flow_id: int) -> FlowGraph:
     edges = list(Edge.objects.filter(flow_id=flow_id).values_list("source_id", "target_id", "kind"))
     ordered = causal_order({row["id"]: (row["start_ns"], row["id"]) for row in rows}, [(s, t) for s, t, _ in edges])
     by_id = {row["id"]: row for row in rows}
-    return FlowGraph([_parsed(by_id[node_id]) for node_id in ordered], edges)
+    spans = {(row["trace_id"], row["span_id"]) for row in rows if row["kind"] == Observation.Kind.SPAN}
+    return FlowGraph([_parsed(by_id[node_id]) for node_id in ordered], edges, span_logs_of(spans))
+
+
+def span_logs_of(spans: set[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The plain log records kept for ``spans`` (one query per few hundred traces)."""
+    logs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    trace_ids = sorted({trace_id for trace_id, _ in spans})
+    for start in range(0, len(trace_ids), 500):
+        rows = (
+            SpanLog.objects.filter(trace_id__in=trace_ids[start : start + 500])
+            .order_by("time_ns", "id")
+            .values_list("trace_id", "span_id", "time_ns", "severity", "body", "attributes")
+        )
+        for trace_id, span_id, time_ns, severity, body, attributes in rows:
+            if (trace_id, span_id) in spans:
+                entry = {"time_ns": time_ns, "severity": severity, "body": body, "attributes": attributes}
+                logs.setdefault((trace_id, span_id), []).append(entry)
+    return logs
 
 
 # --- Exports --------------------------------------------------------------------------------------

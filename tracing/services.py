@@ -43,7 +43,7 @@ from tracing.bulk import allocate_ids, chunks, insert_rows, remap_column, update
 from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
 from tracing.flowconfig import FlowsConfig, flows_config
 from tracing.metrics import timed_batch
-from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, anchor_digest
+from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, SpanLog, anchor_digest
 from tracing.signals import flows_changed
 
 logger = logging.getLogger(__name__)
@@ -442,6 +442,7 @@ def prune_expired_data(batch_size: int = 500, now: datetime | None = None) -> in
     """Remove flows (with their observations and edges) whose last activity is older than
     ``RETENTION_DAYS``, in bounded transactions; returns how many flows were removed."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.RETENTION_DAYS)
+    prune_span_logs(cutoff, batch_size)
     removed = 0
     while True:
         with transaction.atomic():
@@ -456,4 +457,16 @@ def prune_expired_data(batch_size: int = 500, now: datetime | None = None) -> in
             Observation.objects.filter(flow_id__in=ids).delete()
             Flow.objects.filter(merged_into_id__in=ids).delete()
             Flow.objects.filter(id__in=ids).delete()
+            removed += len(ids)
+
+
+def prune_span_logs(cutoff: datetime, batch_size: int = 500) -> int:
+    """Remove plain log records received before ``cutoff``, in bounded transactions."""
+    removed = 0
+    while True:
+        with transaction.atomic():
+            ids = list(SpanLog.objects.filter(received_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return removed
+            SpanLog.objects.filter(id__in=ids).delete()
             removed += len(ids)

@@ -23,10 +23,12 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Count
 
 from choreoscope import dispatch
-from tracing.models import Observation
-from tracing.records import ObservationRecord
+from tracing.bulk import chunks
+from tracing.models import Observation, SpanLog
+from tracing.records import ObservationRecord, SpanLogRecord
 from tracing.signals import observations_stored
 from tracing.tasks import correlate_pending
 
@@ -237,3 +239,63 @@ def store_observations(records: Sequence[ObservationRecord]) -> StoreResult:
                 stored = [(obs_id, by_identity[identity]) for obs_id, identity in inserted if identity in by_identity]
                 observations_stored.send(sender=Observation, stored=stored, received_at=now)
     return StoreResult([obs_id for obs_id, _ in inserted], len(records) - len(inserted))
+
+
+# --- Plain log records on their spans --------------------------------------------------------------
+
+SPAN_LOG_BODY_CHARS = 4096
+
+
+def span_log_room(records: Sequence[SpanLogRecord], stored: dict[tuple[str, str], int], limit: int) -> list[SpanLogRecord]:
+    """The records to keep, earliest first, so that no span holds more than ``limit`` (counting
+    the ``stored`` ones); the same record twice is kept once."""
+    room = {span: limit - count for span, count in stored.items()}
+    kept, seen = [], set()
+    for record in sorted(records, key=lambda record: record.time_ns):
+        span = (record.trace_id, record.span_id)
+        if record.digest in seen or room.get(span, limit) <= 0:
+            continue
+        seen.add(record.digest)
+        room[span] = room.get(span, limit) - 1
+        kept.append(record)
+    return kept
+
+
+def stored_span_log_counts(spans: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for trace_ids in chunks(sorted({trace_id for trace_id, _ in spans}), 500):
+        rows = SpanLog.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "span_id").annotate(n=Count("id"))
+        counts.update({(trace_id, span_id): n for trace_id, span_id, n in rows if (trace_id, span_id) in spans})
+    return counts
+
+
+def store_span_logs(records: Sequence[SpanLogRecord]) -> int:
+    """Keep plain log records on their spans, at most ``SPAN_LOGS_PER_SPAN`` per span (the first
+    to arrive), in one transaction; returns how many were stored (a record stored before is not
+    stored again)."""
+    limit = settings.SPAN_LOGS_PER_SPAN
+    if not records or limit <= 0:
+        return 0
+    with transaction.atomic():
+        # A record sent again (an exporter's retry) is left out before room is given out.
+        digests = sorted({record.digest for record in records})
+        known: set[str] = set()
+        for part in chunks(digests, 500):
+            known.update(SpanLog.objects.filter(digest__in=part).values_list("digest", flat=True))
+        fresh = [record for record in records if record.digest not in known]
+        kept = span_log_room(fresh, stored_span_log_counts({(r.trace_id, r.span_id) for r in fresh}), limit)
+        rows = [
+            SpanLog(
+                digest=record.digest,
+                trace_id=record.trace_id,
+                span_id=record.span_id,
+                time_ns=record.time_ns,
+                service=clean_text(record.service, 255),
+                severity=clean_text(record.severity, 32),
+                body=clean_text(record.body, SPAN_LOG_BODY_CHARS),
+                attributes=_clean_json_value(record.attributes),
+            )
+            for record in kept
+        ]
+        SpanLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return len(rows)

@@ -1,11 +1,17 @@
 """The choreography as observed: producer → event type → consumer, with each edge's count,
-rate, p95 reaction latency and error share over a window.
+rate, send → process latency (p50, p95) and error share over a window, and how far each
+consumer's queue is behind.
 
 ``build_topology`` is a pure function over plain rows; ``observed_topology`` reads those rows
 for a window. A producer is the service of an event; a consumer is any other service with an
 observation directly caused by that event (a causal edge from the event). A consumer that
 reacts to one event several times (a span and the event it emits) counts once, at its earliest
 reaction.
+
+Send → process, on a consumer edge: from the event's time (when its producer sent it) to the
+start of the consumer's earliest reaction (its processing span, or the event it emitted): time in
+the queue plus the wait for a worker. The two times come from two services' clocks; a reaction
+stamped before its event counts as immediate.
 
 Services also call each other (``tracing.interactions``): a call edge goes straight from the
 calling service to the called one, with the calls' count, rate, p95 duration (as the caller saw
@@ -26,6 +32,7 @@ from django.utils import timezone
 
 from tracing.interactions import Step, interaction_style
 from tracing.latency import percentile
+from tracing.queue_lag import LagReadings
 
 # A window is read from at most this many events and as many reactions, newest first, so that
 # a 24 h window on a busy installation answers in bounded time (rates then cover the rows read).
@@ -89,17 +96,21 @@ def earliest_reactions(reactions: Iterable[Reaction]) -> list[Reaction]:
     return [Reaction(r.event_id, r.producer, r.type, r.consumer, r.latency_ns, (key in failed)) for key, r in chosen.items()]
 
 
+def _rounded_ms(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
 def _edge(
     source: str, target: str, count: int, errors: int, window_seconds: float, latencies_ms: list[float], style: str = "event"
 ) -> dict[str, Any]:
-    p95 = percentile(latencies_ms, 0.95)
     return {
         "source": source,
         "target": target,
         "style": style,
         "count": count,
         "rate": round(count / window_seconds, 4) if window_seconds > 0 else 0.0,
-        "p95_ms": round(p95, 1) if p95 is not None else None,
+        "p50_ms": _rounded_ms(percentile(latencies_ms, 0.5)),
+        "p95_ms": _rounded_ms(percentile(latencies_ms, 0.95)),
         "error_share": round(errors / count, 4) if count else 0.0,
     }
 
@@ -143,6 +154,24 @@ def build_topology(
         errors = sum(call.failed for call in made)
         edges.append(_edge(service_node(caller), service_node(callee), len(made), errors, window_seconds, durations, "call"))
     return {"nodes": nodes, "edges": edges}
+
+
+def lag_on_map(nodes: Iterable[dict[str, Any]], lag: LagReadings) -> dict[str, Any]:
+    """The queue lag readings beside the map: each names the service node it belongs to, or
+    ``None`` when no service of that name is on the map (a tap, a consumer quiet in the window)."""
+    services = {node["id"] for node in nodes if node["kind"] == "service"}
+    rows = [
+        {
+            "bus": reading.bus,
+            "destination": reading.destination,
+            "consumer": reading.consumer,
+            "node": service_node(reading.service) if service_node(reading.service) in services else None,
+            "waiting": reading.waiting,
+            "unacknowledged": reading.unacknowledged,
+        }
+        for reading in lag.readings
+    ]
+    return {"lag": rows, "lag_unavailable": list(lag.unavailable)}
 
 
 def pulses(events: Iterable[EmittedEvent], reactions: Iterable[Reaction], calls: Iterable[Call] = ()) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from collectors.cloudevents import event_problems, event_record, parse_traceparent
-from collectors.metrics import observe_tap_messages
+from collectors.metrics import observe_stored, observe_tap_batch, observe_tap_messages
 from tracing.records import ObservationRecord
+from tracing.store import StoreResult
 
 logger = logging.getLogger("collectors.taps")
 Message = TypeVar("Message")
@@ -58,12 +59,17 @@ class Settled(Generic[Message]):
     records: list[ObservationRecord] = field(default_factory=list)
     accepted: list[Message] = field(default_factory=list)
     rejected: list[tuple[Message, str]] = field(default_factory=list)
+    size: int = 0  # bytes of the messages as the broker delivered them
+    started: float = field(default_factory=time.perf_counter)  # when decoding began
 
 
-def decode_messages(messages: Iterable[Message], decode: Callable[[Message, int], ObservationRecord]) -> Settled[Message]:
+def decode_messages(
+    messages: Iterable[Message], decode: Callable[[Message, int], ObservationRecord], size: Callable[[Message], int]
+) -> Settled[Message]:
     settled: Settled[Message] = Settled()
     now = time.time_ns()
     for message in messages:
+        settled.size += size(message)
         try:
             settled.records.append(decode(message, now))
         except BadMessage as error:
@@ -71,6 +77,14 @@ def decode_messages(messages: Iterable[Message], decode: Callable[[Message, int]
         else:
             settled.accepted.append(message)
     return settled
+
+
+def tap_batch_outcome(stored: int, rejected: int) -> str:
+    """A batch's outcome in the ingest request series: accepted, partial (some messages were
+    rejected) or rejected (all of them)."""
+    if not rejected:
+        return "accepted"
+    return "partial" if stored else "rejected"
 
 
 @dataclass
@@ -111,12 +125,20 @@ class Tap:
 
     def settle(self, settled: Settled[Any], describe: Callable[[Any], str]) -> None:
         """Report the rejected messages and store the records (one transaction). Raises when the
-        store fails, and then the caller acknowledges nothing."""
+        store fails, and then the caller acknowledges nothing. A batch is counted as an ingest
+        request of ``tap_<kind>``, timed from decoding to commit."""
         for message, reason in settled.rejected:
             logger.warning("%s tap rejected %s: %s", self.kind, describe(message), reason)
             self.report(f"rejected {describe(message)}: {reason}")
-        if settled.records:
-            self.store(settled.records)  # commits; raises on failure
+        try:
+            result = self.store(settled.records) if settled.records else None  # commits; raises on failure
+        except Exception:
+            observe_tap_batch(self.kind, "unavailable", time.perf_counter() - settled.started, settled.size)
+            raise
+        outcome = tap_batch_outcome(len(settled.records), len(settled.rejected))
+        observe_tap_batch(self.kind, outcome, time.perf_counter() - settled.started, settled.size)
+        if isinstance(result, StoreResult):
+            observe_stored("event", len(settled.records), result)
         self.stored += len(settled.records)
         self.rejected += len(settled.rejected)
         observe_tap_messages(self.kind, "stored", len(settled.records))

@@ -86,6 +86,25 @@ def decode_fetched(fetched: Fetched, received_ns: int) -> ObservationRecord:
     return nats_record(fetched.message.headers, fetched.message.data, received_ns)
 
 
+async def connect(url: str, timeout: float) -> Any:
+    """A connection that fails within about ``timeout`` seconds when the server does not answer.
+    nats-py keeps trying an unreachable server ``max_reconnect_attempts`` times even for the first
+    connection (a minute by default), and logs every try; the callers retry on their own."""
+    import nats
+
+    async def quiet(error: Exception) -> None:
+        return None
+
+    return await nats.connect(
+        url,
+        allow_reconnect=False,
+        connect_timeout=max(1, round(timeout)),
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=quiet,
+    )
+
+
 @dataclass
 class NatsTap(Tap):
     """Reads ``streams`` through the durable pull consumer ``durable`` on each."""
@@ -115,12 +134,11 @@ class NatsTap(Tap):
         self._call(self._connect())
 
     async def _connect(self) -> None:
-        import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         # No client-side reconnection: a lost connection surfaces as an error, and the run loop
         # reconnects with backoff and reads again what was not acknowledged.
-        self._client = await nats.connect(self.url, allow_reconnect=False, connect_timeout=5)
+        self._client = await connect(self.url, timeout=5)
         jetstream = self._client.jetstream()
         config = ConsumerConfig(
             durable_name=self.durable,
@@ -158,7 +176,7 @@ class NatsTap(Tap):
         messages = self._call(self._fetch())
         if not messages:
             return 0
-        settled = decode_messages(messages, decode_fetched)
+        settled = decode_messages(messages, decode_fetched, size=lambda fetched: len(fetched.message.data or b""))
         self.settle(settled, describe=Fetched.describe)
         self._call(self._settle_on_broker(settled.accepted, [fetched for fetched, _ in settled.rejected]))
         return len(messages)
@@ -173,13 +191,12 @@ class NatsTap(Tap):
             self._loop = None
 
 
-async def _consumer_pending(url: str, streams: list[str]) -> dict[str, dict[str, dict[str, int]]]:
-    import nats
+async def _consumer_pending(url: str, streams: list[str], timeout: float) -> dict[str, dict[str, dict[str, int]]]:
     import nats.js.errors
 
-    client = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    client = await connect(url, timeout)
     try:
-        jetstream = client.jetstream()
+        jetstream = client.jetstream(timeout=timeout)
         lags: dict[str, dict[str, dict[str, int]]] = {}
         for stream in streams:
             try:
@@ -195,7 +212,7 @@ async def _consumer_pending(url: str, streams: list[str]) -> dict[str, dict[str,
         await client.close()
 
 
-def consumer_pending(url: str, streams: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+def consumer_pending(url: str, streams: list[str], timeout: float = 5.0) -> dict[str, dict[str, dict[str, int]]]:
     """{stream: {consumer: {"pending": messages not yet delivered to it, "unacked": delivered
     but not acknowledged}}} for every consumer of each stream (a missing stream is left out)."""
-    return asyncio.run(_consumer_pending(url, streams))
+    return asyncio.run(_consumer_pending(url, streams, timeout))

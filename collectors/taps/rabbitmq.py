@@ -165,7 +165,7 @@ class RabbitTap(Tap):
         messages = self.fetch()
         if not messages:
             return 0
-        settled = decode_messages(messages, decode_amqp)
+        settled = decode_messages(messages, decode_amqp, size=lambda message: len(message.body))
         self.settle(settled, describe=AmqpMessage.describe)
         for message, _reason in settled.rejected:
             self._channel.basic_reject(message.delivery_tag, requeue=False)
@@ -180,15 +180,18 @@ class RabbitTap(Tap):
                 connection.close()
 
 
-def queue_depths(url: str, queues: list[str]) -> dict[str, dict[str, int]]:
+def queue_depths(url: str, queues: list[str], timeout: float = 10.0) -> dict[str, dict[str, int]]:
     """{queue: {"ready": messages waiting, "consumers": consumers attached}} for the named queues
-    (a missing one is left out). AMQP tells only ready messages; unacknowledged ones need the
-    management API."""
+    (a missing one is left out), giving up after ``timeout`` seconds without an answer. AMQP's
+    queue.declare (passive) tells only ready messages; unacknowledged ones need the management
+    plugin's HTTP API."""
     import pika
     import pika.exceptions
 
     depths = {}
-    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = parameters.stack_timeout = parameters.blocked_connection_timeout = timeout
+    with pika.BlockingConnection(parameters) as connection:
         for queue in queues:
             channel = connection.channel()
             try:

@@ -79,6 +79,7 @@ class BatchOutcome:
     records: list[ObservationRecord] = field(default_factory=list)
     ids: dict[str, list[str]] = field(default_factory=dict)  # stream -> entry ids to acknowledge
     bad: list[tuple[str, str, str]] = field(default_factory=list)  # (stream, entry id, reason)
+    size: int = 0  # bytes of the entries' field names and values
 
 
 def decode_entries(entries: list[tuple[str, list[tuple[str, Mapping[Any, Any]]]]]) -> BatchOutcome:
@@ -90,6 +91,7 @@ def decode_entries(entries: list[tuple[str, list[tuple[str, Mapping[Any, Any]]]]
             outcome.ids.setdefault(stream, []).append(entry_id)
             if fields is None:  # deleted from the stream while pending
                 continue
+            outcome.size += sum(len(name) + len(value) for name, value in fields.items())
             try:
                 outcome.records.append(entry_record(fields, now))
             except BadEntry as error:
@@ -135,8 +137,9 @@ class StreamTap(Tap):
     def handle(self, entries: list[Any]) -> int:
         """Store a batch and acknowledge it; the number of entries handled."""
         normalised = [(_name(stream), [(_name(entry_id), fields) for entry_id, fields in items]) for stream, items in entries]
+        started = time.perf_counter()
         outcome = decode_entries(normalised)
-        settled: Settled[tuple[str, str]] = Settled(outcome.records)
+        settled: Settled[tuple[str, str]] = Settled(outcome.records, size=outcome.size, started=started)
         settled.rejected = [((stream, entry_id), reason) for stream, entry_id, reason in outcome.bad]
         self.settle(settled, describe=lambda entry: f"{entry[0]} {entry[1]}")  # nothing is acknowledged if it raises
         for stream, ids in outcome.ids.items():

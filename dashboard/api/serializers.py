@@ -90,6 +90,14 @@ class FlowSummary(TypedDict):
     missing: Annotated[list[MissingStep], described("Expected steps not seen yet (filled when the flow is stuck).")]
 
 
+class SpanLogEntry(TypedDict):
+    time: Instant
+    time_ns: int
+    severity: Annotated[str, described("Severity text, or the severity number's name (INFO, WARN, ERROR, ...).")]
+    body: Annotated[str, described("The body as text (a structured body as JSON), cut to 4,096 characters.")]
+    attributes: dict[str, Any]
+
+
 class FlowNodeCommon(TypedDict):
     id: int
     kind: Annotated[str, choices(Observation.Kind.values)]
@@ -117,6 +125,10 @@ class FlowNode(FlowNodeCommon, total=False):
     resource: dict[str, Any]
     events: Annotated[list[dict[str, Any]], described("Span events.")]
     links: Annotated[list[dict[str, Any]], described("Span links.")]
+    logs: Annotated[
+        list[SpanLogEntry],
+        described("Plain log records the span emitted (OTLP logs without an event name), earliest first; bounded per span."),
+    ]
     # An event's:
     event_source: str
     data: Annotated[Any, described("The CloudEvent's data.")]
@@ -183,8 +195,19 @@ def serialize_flow_page(page: Page[Flow]) -> FlowPage:
 SPAN_KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
-def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
-    """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order."""
+def serialize_span_log(row: Mapping[str, Any]) -> SpanLogEntry:
+    return {
+        "time": cast(str, iso_from_ns(row["time_ns"])),
+        "time_ns": row["time_ns"],
+        "severity": row["severity"],
+        "body": row["body"],
+        "attributes": row["attributes"],
+    }
+
+
+def serialize_node(row: Mapping[str, Any], order: int, logs: Sequence[Mapping[str, Any]] = ()) -> FlowNode:
+    """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order, with
+    the plain log records of a span."""
     start, end = row["start_ns"], row["end_ns"]
     node: FlowNode = {
         "id": row["id"],
@@ -212,6 +235,7 @@ def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
         node["resource"] = row["resource"]
         node["events"] = detail.get("events", [])
         node["links"] = detail.get("links", [])
+        node["logs"] = [serialize_span_log(log) for log in logs]
     else:
         node["event_source"] = row["event_source"]
         node["data"] = detail.get("data", detail.get("data_base64"))
@@ -229,7 +253,10 @@ def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> Flo
     links = set(path.links)
     return {
         **serialize_flow_summary(flow, state),
-        "nodes": [serialize_node(row, order) for order, row in enumerate(graph.observations)],
+        "nodes": [
+            serialize_node(row, order, graph.span_logs.get((row["trace_id"], row["span_id"]), ()))
+            for order, row in enumerate(graph.observations)
+        ],
         "edges": [
             {"source": source, "target": target, "kind": kind, "style": style, "critical": (source, target) in links}
             for (source, target, kind), style in zip(graph.edges, styles, strict=True)
@@ -267,21 +294,52 @@ class TopologyEdge(TypedDict):
     ]
     count: Annotated[int, described("Events emitted (producer edges), events reacted to (consumer edges) or calls made.")]
     rate: Annotated[float, described("Per second over the window.")]
+    p50_ms: Annotated[
+        float | None,
+        described(
+            "Median send → process time: from the event's time to the start of the consumer's earliest reaction; "
+            "for calls, the median call duration; null on producer edges."
+        ),
+    ]
     p95_ms: Annotated[
-        float | None, described("p95 reaction latency, or call duration as the caller saw it; null on producer edges.")
+        float | None,
+        described(
+            "95th percentile send → process time (reaction latency), or call duration as the caller saw it; "
+            "null on producer edges."
+        ),
     ]
     error_share: Annotated[float, described("Share with status error, 0..1.")]
+
+
+class TopologyLag(TypedDict):
+    bus: Annotated[str, choices(("redis-stream", "rabbitmq", "nats"))]
+    destination: Annotated[str, described("The watched stream or queue.")]
+    consumer: Annotated[str, described("The consumer group, queue reader or durable consumer.")]
+    node: Annotated[str | None, described("The service node it belongs to; null when no such service is on the map.")]
+    waiting: Annotated[int, described("Messages not yet delivered to the consumer.")]
+    unacknowledged: Annotated[
+        int | None, described("Delivered but not yet acknowledged; null when the bus does not say (RabbitMQ over AMQP).")
+    ]
 
 
 class Topology(TypedDict):
     window: Annotated[str, choices(WINDOWS)]
     nodes: list[TopologyNode]
     edges: list[TopologyEdge]
+    lag: Annotated[list[TopologyLag], described("How far each watched consumer is behind, now (CHOREOSCOPE_WATCH_*).")]
+    lag_unavailable: Annotated[list[str], described("Watched buses that did not answer for their lag.")]
 
 
 def serialize_topology(window: str, snapshot: Mapping[str, Any]) -> Topology:
-    """The map ``tracing.topology.observed_topology`` computed (already plain data) over ``window``."""
-    return {"window": window, "nodes": snapshot["nodes"], "edges": snapshot["edges"]}
+    """The map ``tracing.topology.observed_topology`` computed (already plain data) over ``window``,
+    with the queue lag ``dashboard.live_feed.topology_snapshot`` adds."""
+    return {
+        "window": window,
+        "nodes": snapshot["nodes"],
+        "edges": snapshot["edges"],
+        "lag": snapshot["lag"],
+        "lag_unavailable": snapshot["lag_unavailable"],
+    }
 
 
 # --- Alerts ----------------------------------------------------------------------------------

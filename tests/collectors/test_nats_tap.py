@@ -203,6 +203,7 @@ def test_a_tap_stopped_mid_stream_and_one_that_died_before_acknowledging_lose_an
 @pytest.mark.django_db(transaction=True)
 def test_messages_that_are_not_cloudevents_are_terminated_counted_and_reported_with_why(stream):
     before = rejected_by_tap("nats")
+    seconds_before = REGISTRY.get_sample_value("choreoscope_ingest_request_seconds_count", PARTIAL_NATS_BATCH) or 0.0
     good = checkout(order_key())[0]
     stream.publish_raw([(b"not json", None), (b"", {"ce-specversion": "1.0", "ce-id": "x"}), (good.structured(True), None)])
     tap = stream.tap()
@@ -211,6 +212,8 @@ def test_messages_that_are_not_cloudevents_are_terminated_counted_and_reported_w
     assert (tap.stored, tap.rejected) == (1, 2)
     after = rejected_by_tap("nats")
     assert after - before == 2
+    # The batch is timed like an ingest request, as endpoint tap_nats.
+    assert REGISTRY.get_sample_value("choreoscope_ingest_request_seconds_count", PARTIAL_NATS_BATCH) == seconds_before + 1
     assert any("the body is not JSON" in report for report in stream.reports)
     assert any("required attribute 'source' is missing" in report for report in stream.reports)
     again = stream.tap()
@@ -233,6 +236,9 @@ def test_a_missing_stream_is_retried_with_backoff_and_said(stream):
     tap.run(should_stop=lambda: len(stream.reports) >= 2)
     assert "stream not found" in stream.reports[0] and "reconnecting in 0.5s" in stream.reports[0]
     assert "reconnecting in 1s" in stream.reports[1]
+
+
+PARTIAL_NATS_BATCH = {"endpoint": "tap_nats", "outcome": "partial"}
 
 
 def rejected_by_tap(tap: str) -> float:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter as JsonLogExporter
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
@@ -178,3 +179,30 @@ def test_exporters_without_a_valid_ingest_token_are_refused_and_with_one_accepte
     assert emitter.export_grpc(guarded_server.grpc_target, headers) == (SpanExportResult.SUCCESS, LogRecordExportResult.SUCCESS)
     names = {row["name"] for row in stored(guarded_server, "service", service)}
     assert names == {"POST /orders", "OrderCreated", "PaymentCaptured"}
+
+
+def test_plain_log_records_show_on_the_span_that_emitted_them_once_however_often_exported(server):
+    token = read_token(server)
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    payments = LoggingService(f"payments-{uuid.uuid4().hex[:6]}")
+    with payments.tracer.start_as_current_span("POST /payments", kind=SpanKind.SERVER) as span:
+        payments.emit_event("PaymentCaptured", key)
+        payments.logger.emit(severity_text="WARN", body="card issuer slow; retrying", attributes={"attempt": 2})
+        payments.logger.emit(severity_number=SeverityNumber.ERROR, body={"gateway": "declined", "code": 51})
+    payments.logger.emit(body="cache warmed")  # outside any span: counted, not kept
+    records = list(payments.logs.get_finished_logs())
+    exporter = OTLPLogExporter(endpoint=f"{server.otlp_url}/v1/logs", compression=Compression.Gzip)
+    assert payments.export_grpc(server.grpc_target)[0] == SpanExportResult.SUCCESS
+    assert exporter.export(records) == LogRecordExportResult.SUCCESS
+    assert exporter.export(records) == LogRecordExportResult.SUCCESS  # an exporter's retry
+    exporter.shutdown()
+
+    flow = wait_for_flow(server, key, token, nodes=2)
+    [node] = [node for node in flow["nodes"] if node["kind"] == "span"]
+    assert node["span_id"] == format(span.get_span_context().span_id, "016x")
+    assert [(log["severity"], log["body"]) for log in node["logs"]] == [
+        ("WARN", "card issuer slow; retrying"),
+        ("ERROR", '{"gateway": "declined", "code": 51}'),
+    ]
+    assert node["logs"][0]["attributes"] == {"attempt": 2}
+    assert [n["name"] for n in flow["nodes"] if n["kind"] == "event"] == ["PaymentCaptured"]  # log lines are no steps

@@ -203,16 +203,21 @@ def test_a_tap_stopped_mid_stream_and_one_that_died_before_acknowledging_lose_an
 @pytest.mark.django_db(transaction=True)
 def test_messages_that_are_not_cloudevents_are_rejected_counted_and_reported_with_why(broker):
     broker.tap().run(should_stop=lambda: False, exit_when_idle=True)
-    before = rejected_by_tap("rabbitmq")
+    before, batches_before = rejected_by_tap("rabbitmq"), tap_batches("rabbitmq", "partial")
     broker.publish_raw(b'{"order_id": 1}', "application/json")
     broker.publish_raw(b"", None, {"cloudEvents:specversion": "0.3", "cloudEvents:id": "old"})
-    broker.publish(checkout(order_key())[0], "binary")
+    good = checkout(order_key())[0]
+    broker.publish(good, "binary")
     tap = broker.tap()
     tap.run(should_stop=lambda: False, exit_when_idle=True)
 
     assert (tap.stored, tap.rejected) == (1, 2)
     after = rejected_by_tap("rabbitmq")
     assert after - before == 2
+    # One batch of three messages, counted like an ingest request of endpoint tap_rabbitmq.
+    batches, size = tap_batches("rabbitmq", "partial")
+    assert batches - batches_before[0] == 1
+    assert size - batches_before[1] == len(b'{"order_id": 1}') + len(good.body)
     assert any("no 'cloudEvents:specversion'" in report for report in broker.reports)
     assert any("specversion must be '1.0'" in report for report in broker.reports)
     assert broker.depth(broker.tap_queue) == 0  # rejected without requeue, not redelivered forever
@@ -254,6 +259,13 @@ def test_queue_depths_count_ready_messages_and_leave_a_missing_queue_out(broker)
     assert queue_depths(settings.RABBITMQ_URL, [broker.service_queue, missing]) == {
         broker.service_queue: {"ready": 1, "consumers": 0}
     }
+
+
+def tap_batches(tap: str, outcome: str) -> tuple[float, float]:
+    """This process's ``choreoscope_ingest_request_bytes`` of ``tap_<tap>``: (batches, bytes)."""
+    labels = {"endpoint": f"tap_{tap}", "outcome": outcome}
+    count = REGISTRY.get_sample_value("choreoscope_ingest_request_bytes_count", labels) or 0.0
+    return count, REGISTRY.get_sample_value("choreoscope_ingest_request_bytes_sum", labels) or 0.0
 
 
 def rejected_by_tap(tap: str) -> float:

@@ -10,6 +10,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from choreoscope.metrics import REGISTRY
+from collectors.taps.base import tap_batch_outcome
 from collectors.taps.redis_streams import BadEntry, StreamTap, entry_event, entry_record
 from tests.collectors.payloads import cloudevent
 from tracing.models import Observation
@@ -52,6 +54,12 @@ def test_a_bad_entry_says_why(fields, reason):
 
 
 # --- against a real Redis ------------------------------------------------------------------------
+
+
+def test_a_tap_batch_is_accepted_partial_or_rejected_like_an_ingest_request():
+    assert tap_batch_outcome(stored=3, rejected=0) == "accepted"
+    assert tap_batch_outcome(stored=2, rejected=1) == "partial"
+    assert tap_batch_outcome(stored=0, rejected=2) == "rejected"
 
 
 @pytest.fixture
@@ -115,9 +123,13 @@ def test_nothing_is_acknowledged_when_the_store_fails_and_a_restart_resumes_with
 
     failing = make_tap(client, stream, store=database_down)
     failing.ensure_groups()
+    unavailable = {"endpoint": "tap_redis-stream", "outcome": "unavailable"}
+    before = REGISTRY.get_sample_value("choreoscope_ingest_request_seconds_count", unavailable) or 0.0
     with pytest.raises(ConnectionError):
         failing.read_new()
     assert client.xpending(stream, "choreoscope")["pending"] == 3 and Observation.objects.count() == 0
+    # The failed batch is an ingest request that ended "unavailable", as a 503 over HTTP would.
+    assert REGISTRY.get_sample_value("choreoscope_ingest_request_seconds_count", unavailable) == before + 1
 
     client.xadd(stream, {"cloudevent": json.dumps(cloudevent(id="r-0"))})  # a re-publication of r-0
     make_tap(client, stream).run(should_stop=lambda: False, exit_when_idle=True)  # same consumer, restarted

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
 
@@ -27,10 +28,33 @@ class SinkSpan:
 
 
 @dataclass
+class SinkLogLine:
+    service: str
+    severity: str
+    body: str
+    trace_id: str
+    span_id: str
+
+
+def decode_log_lines(body: bytes) -> list[SinkLogLine]:
+    request = ExportLogsServiceRequest()
+    request.ParseFromString(body)
+    lines = []
+    for resource_logs in request.resource_logs:
+        service = next(a.value.string_value for a in resource_logs.resource.attributes if a.key == "service.name")
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                text = record.body.string_value
+                lines.append(SinkLogLine(service, record.severity_text, text, record.trace_id.hex(), record.span_id.hex()))
+    return lines
+
+
+@dataclass
 class Sink:
     url: str = ""
     spans: list[SinkSpan] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    log_lines: list[SinkLogLine] = field(default_factory=list)
     authorizations: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,6 +107,11 @@ def start_sink() -> tuple[Sink, ThreadingHTTPServer]:
                 with sink.lock:
                     sink.spans.extend(spans)
                 self._answer(200, "application/x-protobuf", ExportTraceServiceResponse().SerializeToString())
+            elif self.path == "/v1/logs":
+                lines = decode_log_lines(body)
+                with sink.lock:
+                    sink.log_lines.extend(lines)
+                self._answer(200, "application/x-protobuf", ExportLogsServiceResponse().SerializeToString())
             elif self.path == "/v1/events":
                 parsed = json.loads(body)
                 with sink.lock:
@@ -105,3 +134,26 @@ def start_sink() -> tuple[Sink, ThreadingHTTPServer]:
     sink.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return sink, server
+
+
+def delete_rabbit_namespace(prefix: str) -> None:
+    """Delete the demo's exchanges and queues of ``prefix`` from RabbitMQ, if it runs there."""
+    import os
+
+    import pika
+    import pika.exceptions
+
+    from demo.bus import exchange_name, queue_name
+    from demo.catalog import SERVICES, TOPICS
+
+    url = os.environ.get("CHOREOSCOPE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPError:
+        return  # no broker here: nothing was made on it
+    with connection:
+        channel = connection.channel()
+        for group in (*SERVICES, "choreoscope"):
+            channel.queue_delete(queue_name(prefix, group))
+        for topic in TOPICS:
+            channel.exchange_delete(exchange_name(prefix, topic))

@@ -3,7 +3,10 @@ was put together."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.parse
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +14,8 @@ import pytest
 
 from demo.catalog import SERVICES
 from demo.orchestrated import ORCHESTRATED_SERVICES
+from tests.conftest import ROOT
+from tests.demo.sink import delete_rabbit_namespace
 from tests.http import get_json, read_token
 from tests.polling import eventually
 
@@ -94,3 +99,41 @@ def test_the_demo_feeds_a_real_choreoscope_whole_flows_with_a_drop_fault_visible
     across = [e for e in follows if nodes[e["source"]]["service"] != nodes[e["target"]]["service"]]
     assert across and {e["style"] for e in across} == {"event"}  # warehouse reacting to its own event is internal
     assert nodes[detail["critical_path"][0]]["name"] == "POST /checkout"
+
+
+@pytest.mark.rabbitmq
+def test_the_demo_on_rabbitmq_reaches_choreoscope_through_the_tap_one_flow_per_order(server):
+    token = read_token(server, "demo-rabbitmq")
+    prefix = f"test-demo-{uuid.uuid4().hex[:8]}"
+    env = {**server.env, "DEMO_BUS": "rabbitmq", "CHOREOSCOPE_REDIS_PREFIX": prefix}
+    demo_started = datetime.now(UTC).isoformat()
+    arguments = ["--target", server.url, "--rate", "5", "--duration", "4", "--fraud-joins-after", "0", "--seed", "7"]
+    try:
+        run = subprocess.run(
+            [sys.executable, "manage.py", "demo", *arguments, "--latency-scale", "0.3"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        delete_rabbit_namespace(prefix)
+    output = run.stdout + run.stderr
+    assert "on RabbitMQ" in output and "Events via the tap on the bus" in output
+    orders = int(run.stdout.rsplit("after ", 1)[1].split()[0])
+    assert orders >= 10, output
+    # The tap (`manage.py tap rabbitmq`, started by the demo) stored every event the shop published.
+    stored = int(output.split("Stored ", 1)[1].split()[0])
+    assert "rejected 0" in output and stored >= orders * 6, output
+
+    flows = _demo_flows(server, token, orders, context=output, since=demo_started)
+    assert len(flows) == orders  # one flow per order
+    complete = [flow for flow in flows if set(flow["services"]) == set(SERVICES)]
+    assert complete, "no order reached every service"
+    detail = get_json(f"{server.url}/api/flows/{complete[0]['id']}", token=token)
+    spans = [node for node in detail["nodes"] if node["kind"] == "span"]
+    assert any(node["name"].startswith(f"send {prefix}.shop.") for node in spans)  # the exchanges, as the spans name them
+    events = [node for node in detail["nodes"] if node["kind"] == "event"]
+    assert {node["name"] for node in events} >= {"OrderCreated", "EmailSent", "ShipmentPrepared", "PointsCreated"}

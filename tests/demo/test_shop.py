@@ -1,6 +1,8 @@
 """The shop against a stand-in sink: what a real service would put on the wire."""
 
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,9 +12,17 @@ from demo.faults import Faults
 from demo.orchestrated import ORCHESTRATED_SERVICES
 from demo.services import CheckoutService
 from demo.shop import Shop, ShopConfig
-from tests.demo.sink import start_sink
+from tests.demo.sink import delete_rabbit_namespace, start_sink
 
 PRODUCER, CONSUMER = 4, 5
+
+
+@pytest.fixture
+def demo_prefix() -> Iterator[str]:
+    """A namespace of the shop's own on the bus; on RabbitMQ its exchanges and queues are deleted after."""
+    prefix = f"test-demo-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    delete_rabbit_namespace(prefix)
 
 
 @pytest.fixture
@@ -140,12 +150,20 @@ def test_a_failing_service_reports_error_spans_and_retries(sink):
     failed = [span for span in warehouse if span.status_code == 2]
     retried = [span for span in warehouse if span.attributes.get("messaging.delivery.attempt", 1) > 1]
     assert failed and retried
+    # Its plain log lines say so, each written inside the consumer span it is about.
+    spans = {(span.trace_id, span.span_id): span for span in warehouse}
+    lines = [line for line in sink.log_lines if line.service == "warehouse"]
+    assert lines and all((line.trace_id, line.span_id) in spans for line in lines)
+    errors = [line for line in lines if line.severity == "ERROR"]
+    assert errors and all(spans[(line.trace_id, line.span_id)].status_code == 2 for line in errors)
+    assert any(line.severity == "WARN" and line.body.startswith("retrying") for line in lines)
 
 
-@pytest.mark.parametrize("bus", ["in-process", pytest.param("redis", marks=pytest.mark.redis)])
-def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink, bus):
+@pytest.mark.parametrize(
+    "bus", ["in-process", pytest.param("redis", marks=pytest.mark.redis), pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+)
+def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink, bus, demo_prefix):
     import os
-    import uuid
 
     faults = {"warehouse": Faults(offline=True)}
     redis_url = os.environ.get("REDIS_URL") if bus == "redis" else None
@@ -154,7 +172,8 @@ def test_an_offline_service_builds_a_backlog_that_drains_when_it_comes_back(sink
         rate=10.0,
         services=("checkout", "warehouse"),
         redis_url=redis_url,
-        redis_prefix=f"test-demo-{uuid.uuid4().hex[:8]}",
+        redis_prefix=demo_prefix,
+        bus=bus,
         seed=5,
         latency_scale=0.2,
     )

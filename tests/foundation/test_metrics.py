@@ -29,13 +29,14 @@ from alerts.metrics import MAX_FLOW_TYPES, OTHER_TYPES, recent_flow_counts
 from alerts.models import DeclaredFlow, NotificationChannel
 from alerts.services import scan_stuck_flows
 from collectors import admission
-from collectors.metrics import ingest_outcome, register_lag_source, unregister_lag_source
+from collectors.metrics import ingest_outcome
 from dashboard.metrics import lost_messages
 from tests.collectors.payloads import json_request, json_span
 from tests.conftest import ROOT
 from tests.tracing.factories import MS, checkout_flow
 from tokens.models import ApiToken
 from tracing.models import Observation
+from tracing.queue_lag import QueueLag, register_lag_source, unregister_lag_source
 from tracing.services import correlate_pending_observations
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -246,17 +247,25 @@ def test_lost_live_messages_are_the_numbers_that_never_arrived():
 
 
 @pytest.mark.django_db
-def test_a_tap_registers_its_lag_and_a_broken_source_does_not_fail_the_scrape(client):
-    register_lag_source("rabbitmq", lambda: {"orders": 12, "payments": 0})
+def test_a_watched_bus_reports_its_lag_and_a_broken_source_does_not_fail_the_scrape(client):
+    orders = [
+        QueueLag("rabbitmq", "shop.email", "email", 12, None, "email"),
+        QueueLag("rabbitmq", "shop.tap", "tap", 0, None, "tap"),
+    ]
+    register_lag_source("rabbitmq", lambda: orders)
     register_lag_source("nats", lambda: 1 / 0)  # type: ignore[arg-type, return-value]
     try:
         samples = scrape(client)
     finally:
         unregister_lag_source("rabbitmq")
         unregister_lag_source("nats")
-    assert value(samples, "choreoscope_tap_lag_messages", tap="rabbitmq", destination="orders") == 12
-    assert value(samples, "choreoscope_tap_lag_messages", tap="rabbitmq", destination="payments") == 0
-    assert not [key for key in samples if ("tap", "nats") in key[1]]
+    lag = "choreoscope_queue_lag_messages"
+    assert value(samples, lag, bus="rabbitmq", destination="shop.email", consumer="email", state="waiting") == 12
+    assert value(samples, lag, bus="rabbitmq", destination="shop.tap", consumer="tap", state="waiting") == 0
+    # AMQP does not say how many are unacknowledged: no sample rather than a made-up 0.
+    assert not [key for key in samples if key[0] == lag and ("state", "unacknowledged") in key[1]]
+    assert value(samples, "choreoscope_queue_lag_source_failed", bus="nats") == 1
+    assert value(samples, "choreoscope_queue_lag_source_failed", bus="rabbitmq") == 0
     assert value(samples, "choreoscope_metrics_source_failed", app="collectors") == 0
 
 

@@ -58,9 +58,10 @@ def test_api_topology_answers_the_contract_shape(viewer):
     assert {"id": "type:OrderCreated", "kind": "event_type", "name": "OrderCreated"} in body["nodes"]
     reaction = next(e for e in body["edges"] if e["source"] == "type:OrderCreated")
     assert reaction["target"] == "service:email"
-    assert set(reaction) == {"source", "target", "style", "count", "rate", "p95_ms", "error_share"}
+    assert set(reaction) == {"source", "target", "style", "count", "rate", "p50_ms", "p95_ms", "error_share"}
     assert reaction["style"] == "event"
     assert reaction["count"] == 1
+    assert body["lag"] == [] and body["lag_unavailable"] == []  # no bus is watched here
 
 
 def test_api_topology_refuses_a_bad_window_or_parameter_with_a_message(viewer):

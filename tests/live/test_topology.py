@@ -3,7 +3,8 @@ rate, p95, error share."""
 
 import pytest
 
-from tracing.topology import Call, EmittedEvent, Reaction, build_topology, parse_window, pulses
+from tracing.queue_lag import LagReadings, QueueLag
+from tracing.topology import Call, EmittedEvent, Reaction, build_topology, lag_on_map, parse_window, pulses
 
 
 def reaction(event_id: int, consumer: str, latency_ms: float, failed: bool = False, event_type: str = "OrderCreated") -> Reaction:
@@ -28,10 +29,12 @@ def test_it_draws_producer_to_event_type_to_each_consumer_with_rate_p95_and_erro
         "style": "event",
         "count": 20,
         "rate": 2.0,
+        "p50_ms": None,
         "p95_ms": None,
         "error_share": 0.0,
     }
     assert edges[("type:OrderCreated", "service:email")]["p95_ms"] == 28.0, "the 19th of 20 latencies, nearest rank"
+    assert edges[("type:OrderCreated", "service:email")]["p50_ms"] == 19.0, "the 10th of 20, nearest rank"
     assert edges[("type:OrderCreated", "service:warehouse")]["error_share"] == 0.25
 
 
@@ -45,7 +48,49 @@ def test_a_consumer_that_reacts_twice_to_one_event_counts_once_at_its_earliest_r
 
 def test_a_reaction_that_a_skewed_clock_puts_before_its_event_counts_as_immediate():
     edge = next(e for e in build_topology([], [reaction(1, "email", -40)], 60)["edges"] if e["target"] == "service:email")
-    assert edge["p95_ms"] == 0.0
+    assert edge["p95_ms"] == edge["p50_ms"] == 0.0
+
+
+def test_send_to_process_is_measured_from_the_event_to_each_consumers_own_earliest_reaction():
+    # email answers quickly; warehouse's queue holds messages for seconds.
+    reactions = [reaction(n, "email", 5 + n) for n in range(10)] + [reaction(n, "warehouse", 2000 + 100 * n) for n in range(10)]
+    reactions += [reaction(n, "warehouse", 9000 + n) for n in range(10)]  # its later work on the same events does not count
+    edges = {e["target"]: e for e in build_topology([], reactions, 60)["edges"] if e["source"] == "type:OrderCreated"}
+    assert (edges["service:email"]["p50_ms"], edges["service:email"]["p95_ms"]) == (9.0, 14.0)
+    assert (edges["service:warehouse"]["p50_ms"], edges["service:warehouse"]["p95_ms"]) == (2400.0, 2900.0)
+
+
+def test_lag_readings_name_the_service_node_they_belong_to_when_it_is_on_the_map():
+    topology = build_topology([EmittedEvent("checkout", "OrderCreated")], [reaction(1, "email", 3)], 60)
+    readings = LagReadings(
+        [
+            QueueLag("rabbitmq", "shop.email", "email", 7, None, "email"),
+            QueueLag("rabbitmq", "shop.tap", "choreoscope", 0, None, "choreoscope"),
+        ],
+        sources=["rabbitmq", "nats"],
+        unavailable=["nats"],
+    )
+    assert lag_on_map(topology["nodes"], readings) == {
+        "lag": [
+            {
+                "bus": "rabbitmq",
+                "destination": "shop.email",
+                "consumer": "email",
+                "node": "service:email",
+                "waiting": 7,
+                "unacknowledged": None,
+            },
+            {
+                "bus": "rabbitmq",
+                "destination": "shop.tap",
+                "consumer": "choreoscope",
+                "node": None,
+                "waiting": 0,
+                "unacknowledged": None,
+            },
+        ],
+        "lag_unavailable": ["nats"],
+    }
 
 
 def test_a_reaction_names_its_producer_even_when_the_event_fell_outside_the_rows_read():

@@ -11,6 +11,12 @@ shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 
 ``python -m tests.pages.screenshots --contracts``: the contracts page with the demo shop and its
 AsyncAPI documents (rewards' out of date), after half a minute of traffic.
+
+
+``python -m tests.pages.screenshots --rabbitmq``: the demo shop on RabbitMQ (``DEMO_BUS=rabbitmq``,
+its events read by ``tap rabbitmq``) with warehouse slowed down so that its queue fills: the
+services page with the queue lag, and a flow page's inspector on a warehouse span with its log
+records. Needs RabbitMQ (``CHOREOSCOPE_RABBITMQ_URL``).
 """
 
 from __future__ import annotations
@@ -181,6 +187,72 @@ def contracts_main() -> None:
             demo.send_signal(signal.SIGINT)
             demo.wait(30)
             stop_server(server)
+
+
+RABBITMQ_SECONDS = 75
+
+
+def shoot_rabbitmq(server: RunningServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.http import get_json, read_token
+
+    token = read_token(server, "screenshots")
+    # The oldest first: warehouse's spans end (and arrive) 20 s and a queue's wait after the order.
+    flows = get_json(f"{server.url}/api/flows?limit=200", token=token)["results"][::-1]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+        page = context.new_page()
+        log_in(page, server.url)
+        page.goto("/services/")
+        page.wait_for_selector(".service-map[data-ready=true]")
+        page.wait_for_selector("[data-lag-table] tr")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=OUT / "services-rabbitmq.png", full_page=True)
+        for flow in flows:
+            detail = get_json(f"{server.url}/api/flows/{flow['id']}", token=token)
+            logged = [n for n in detail["nodes"] if n["service"] == "warehouse" and n.get("logs")]
+            if logged:
+                page.goto(f"/flows/{flow['id']}/")
+                page.wait_for_selector("#flow-graph[data-ready=true]")
+                page.click(f'.tl-item[data-node-id="{logged[0]["id"]}"]')
+                page.wait_for_selector("#inspector-body .span-logs")
+                page.locator("#inspector-body .span-logs").scroll_into_view_if_needed()
+                page.wait_for_timeout(400)
+                page.screenshot(path=OUT / "flow-inspector-logs.png")
+                break
+        context.close()
+        browser.close()
+
+
+def rabbitmq_main() -> None:
+    import uuid
+
+    from demo.catalog import SERVICES
+    from tests.demo.sink import delete_rabbit_namespace
+
+    prefix = f"shots-{uuid.uuid4().hex[:6]}"
+    queues = ",".join(f"{name}={prefix}.shop.{name}" for name in (*SERVICES[1:], "choreoscope"))
+    extra = {
+        "CHOREOSCOPE_FLOWS": str(ROOT / "demo" / "flows.yaml"),
+        "CHOREOSCOPE_REDIS_PREFIX": prefix,
+        "CHOREOSCOPE_WATCH_RABBITMQ_QUEUES": queues,
+        "DEMO_BUS": "rabbitmq",
+    }
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        server = start_server(Path(tmp), extra, worker=False)
+        env = {**server.env, "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url}
+        command = ["manage.py", "demo", "--target", server.url, "--fault", "warehouse=slow:20", "--parent", str(os.getpid())]
+        demo = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(RABBITMQ_SECONDS)
+            shoot_rabbitmq(server)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(60)
+            stop_server(server)
+            delete_rabbit_namespace(prefix)
     print(f"screenshots written to {OUT}")
 
 
@@ -190,6 +262,8 @@ def main() -> None:
         return
     if "--contracts" in sys.argv[1:]:
         contracts_main()
+    if "--rabbitmq" in sys.argv[1:]:
+        rabbitmq_main()
         return
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"

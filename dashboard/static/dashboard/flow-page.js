@@ -173,6 +173,24 @@ function spanEvents(events, node) {
   }));
 }
 
+// Plain log records the span emitted (not steps of the flow): offset from the span's start,
+// severity, body; attributes folded away.
+function spanLogs(logs, node) {
+  if (!logs || !logs.length) return null;
+  const start = nodeStartMs(node);
+  return h("ol", { class: "span-logs" }, ...logs.map((log) => {
+    const at = typeof log.time_ns === "number" ? log.time_ns / 1e6 : isoToMs(log.time);
+    const offset = Number.isFinite(at) ? `${at >= start ? "+" : "−"}${formatDuration(Math.abs(at - start))}` : "";
+    const severity = (log.severity || "").toUpperCase();
+    const level = /^(ERROR|FATAL|CRITICAL)/.test(severity) ? "error" : /^WARN/.test(severity) ? "warn" : "info";
+    const attrs = Object.entries(log.attributes || {});
+    return h("li", { class: `span-log level-${level}` },
+      h("div", { class: "span-log-head" }, severity ? h("span", { class: "severity" }, severity) : null, h("span", { class: "muted" }, offset)),
+      log.body ? h("p", { class: "span-log-body" }, log.body) : null,
+      attrs.length ? h("details", {}, h("summary", {}, `${attrs.length} attribute${attrs.length === 1 ? "" : "s"}`), keyValueTable("Log attributes", attrs)) : null);
+  }));
+}
+
 function inspectNode(node) {
   const start = nodeStartMs(node), end = nodeEndMs(node);
   const flowStart = isoToMs(state.snapshot.started_at);
@@ -199,6 +217,7 @@ function inspectNode(node) {
     section("Caused by", relationList(causes)),
     section("Led to", relationList(effects)),
     node.kind === "event" && hasData ? section("Data", h("pre", { class: "data" }, valueText(node.data))) : null,
+    section(node.logs && node.logs.length ? `Log records (${node.logs.length})` : "Log records", spanLogs(node.logs, node)),
     section("Attributes", keyValueTable("Attributes", Object.entries(node.attributes || {}))),
     section("Span events", spanEvents(node.events, node)),
     section("Links", linkList(node.links)),

@@ -1,7 +1,8 @@
 // The service map: producer → event type → consumer, from /ws/topology/ (snapshots for the chosen
-// window, pulses as events happen). Edge labels show rate, p95 reaction latency and error share.
-// Calls (caller → callee, style "call") are drawn solid and straight between services; event
-// edges (style "event") dashed, through their event type.
+// window, pulses as events happen). Event edges (style "event") are dashed, through their event
+// type, labelled with rate, send → process time (p50 / p95) and error share; calls (caller →
+// callee, style "call") are solid and straight between services, labelled with their p95
+// duration. A consumer whose queue holds messages for it says how many, in amber.
 // Used full size on /services/ and compact on the overview; every [data-service-map] is one map.
 
 import cytoscape from "../vendor/cytoscape/cytoscape.esm.min.js";
@@ -34,9 +35,25 @@ export function formatMs(ms) {
 
 export function edgeLabel(edge) {
   const parts = [formatRate(edge.rate)];
+  if (edge.p50_ms !== null && edge.p50_ms !== undefined) parts.push(`p50 ${formatMs(edge.p50_ms)}`);
   if (edge.p95_ms !== null && edge.p95_ms !== undefined) parts.push(`p95 ${formatMs(edge.p95_ms)}`);
   if (edge.error_share > 0) parts.push(`${(edge.error_share * 100).toFixed(edge.error_share < 0.1 ? 1 : 0)}% err`);
   return parts.join(" · ");
+}
+
+export function formatCount(count) {
+  if (count >= 10000) return `${Math.round(count / 1000)}k`;
+  if (count >= 1000) return `${(count / 1000).toFixed(1)}k`;
+  return String(count);
+}
+
+/** Messages each service node's queues hold for it (waiting plus unacknowledged, where known). */
+export function lagByNode(lag) {
+  const behind = new Map();
+  for (const row of lag || []) {
+    if (row.node) behind.set(row.node, (behind.get(row.node) || 0) + row.waiting + (row.unacknowledged || 0));
+  }
+  return behind;
 }
 
 function edgeId(source, target) {
@@ -56,6 +73,8 @@ function style() {
       color: onAccent, "font-weight": 600 } },
     { selector: "node.event_type", style: { shape: "round-rectangle", width: "data(width)", height: 26, "background-color": surface,
       "border-width": 1.5, "border-color": muted, "font-size": 11, color: text } },
+    { selector: "node.lagging", style: { "text-wrap": "wrap", height: 44, "border-width": 3, "border-color": cssVar("--stuck", "#b45309"),
+      "line-height": 1.25 } },
     { selector: "node.flash", style: { "underlay-color": accent, "underlay-opacity": 0.3, "underlay-padding": 6 } },
     { selector: "node.dot", style: { width: 9, height: 9, shape: "ellipse", "background-color": accent, label: "", "border-width": 2,
       "border-color": soft, events: "no" } },
@@ -73,11 +92,16 @@ function style() {
 }
 
 function elementsOf(topology) {
-  const nodes = topology.nodes.map((node) => ({
-    group: "nodes",
-    data: { id: node.id, name: node.name, kind: node.kind, width: Math.max(70, Math.min(220, node.name.length * 7.2 + 24)) },
-    classes: node.kind,
-  }));
+  const behind = lagByNode(topology.lag);
+  const nodes = topology.nodes.map((node) => {
+    const queued = behind.get(node.id) || 0;
+    const label = queued ? `${node.name}\n${formatCount(queued)} queued` : node.name;
+    return {
+      group: "nodes",
+      data: { id: node.id, name: label, kind: node.kind, width: Math.max(70, Math.min(220, node.name.length * 7.2 + 24)) },
+      classes: queued ? `${node.kind} lagging` : node.kind,
+    };
+  });
   const edges = topology.edges.map((edge) => ({
     group: "edges",
     data: { id: edgeId(edge.source, edge.target), source: edge.source, target: edge.target, label: edgeLabel(edge),
@@ -159,6 +183,8 @@ class ServiceMap {
       this.fitHeight();
       this.signature = signature;
     }
+    const lagLegend = this.root.querySelector("[data-lag-legend]");
+    if (lagLegend) lagLegend.hidden = !(topology.lag || []).length;  // only where a bus is watched
     this.box.dataset.nodes = topology.nodes.map((node) => node.id).join(" ");
     this.box.dataset.ready = "true";
     this.fillTable(topology);
@@ -185,7 +211,7 @@ class ServiceMap {
     const rows = topology.edges.filter((edge) => edge.source.startsWith("type:")).map((edge) => {
       const tr = document.createElement("tr");
       const cells = [names.get(edge.source), (producers.get(edge.source) || []).join(", "), names.get(edge.target),
-        formatRate(edge.rate), formatMs(edge.p95_ms) || "—", `${(edge.error_share * 100).toFixed(1)}%`];
+        formatRate(edge.rate), formatMs(edge.p50_ms) || "—", formatMs(edge.p95_ms) || "—", `${(edge.error_share * 100).toFixed(1)}%`];
       cells.forEach((value, index) => {
         const td = document.createElement("td");
         td.textContent = value;
@@ -198,6 +224,7 @@ class ServiceMap {
     const caption = document.querySelector("[data-map-empty-table]");
     if (caption) caption.hidden = rows.length > 0;
     this.fillCalls(topology, names);
+    this.fillLag(topology);
   }
 
   fillCalls(topology, names) {
@@ -218,6 +245,34 @@ class ServiceMap {
     table.replaceChildren(...rows);
     const caption = document.querySelector("[data-call-empty-table]");
     if (caption) caption.hidden = rows.length > 0;
+  }
+
+  fillLag(topology) {
+    const body = document.querySelector("[data-lag-table]");
+    if (!body) return;
+    const rows = (topology.lag || []).map((row) => {
+      const tr = document.createElement("tr");
+      const unknown = row.unacknowledged === null || row.unacknowledged === undefined;
+      const cells = [row.consumer, row.destination, row.bus, formatCount(row.waiting), unknown ? "—" : formatCount(row.unacknowledged)];
+      cells.forEach((value, index) => {
+        const td = document.createElement("td");
+        td.textContent = value;
+        if (index >= 3) td.className = "num";
+        if (index === 4 && unknown) td.title = "AMQP does not tell how many are delivered but unacknowledged (that needs RabbitMQ's management plugin)";
+        tr.append(td);
+      });
+      if (row.waiting + (row.unacknowledged || 0) > 0) tr.className = "lagging";
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    const none = document.querySelector("[data-lag-none]");
+    if (none) none.hidden = rows.length > 0 || (topology.lag_unavailable || []).length > 0;
+    const down = document.querySelector("[data-lag-unavailable]");
+    if (down) {
+      const names = topology.lag_unavailable || [];
+      down.hidden = names.length === 0;
+      down.textContent = names.length ? `No answer from ${names.join(", ")}: its queues' lag is not shown.` : "";
+    }
   }
 
   pulse(pulses) {

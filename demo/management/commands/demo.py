@@ -14,14 +14,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from demo.bus import RedisStreamBus, stream_name
+from demo.bus import RabbitBus, RedisStreamBus, exchange_name, queue_name, stream_name
 from demo.catalog import FRAUD, SERVICES, TOPICS, parse_services
 from demo.fault_settings import apply_fault_changes, current_faults, record_heartbeat, register_services
 from demo.faults import FaultChange, FaultError, parse_fault
-from demo.shop import Shop, ShopConfig
+from demo.shop import Shop, ShopConfig, bus_kind
 
 TAP_GROUP = "choreoscope"
 TAP_START_SECONDS = 60
+BUS_NAMES = {"redis": "Redis Streams", "rabbitmq": "RabbitMQ", "in-process": "an in-process bus"}
 STATUS_EVERY_SECONDS = 60
 INTERRUPT_DRAIN_SECONDS = 2.0
 END_DRAIN_SECONDS = 15.0
@@ -58,8 +59,8 @@ class Command(BaseCommand):
             "--events-via",
             choices=("auto", "http", "tap"),
             default="auto",
-            help="How events reach Choreoscope: POST /v1/events, or the bus read by `tap redis-stream` "
-            "(auto: the tap when REDIS_URL is set).",
+            help="How events reach Choreoscope: POST /v1/events, or the bus (DEMO_BUS) read by `tap redis-stream` or "
+            "`tap rabbitmq` (auto: the tap whenever the bus is Redis Streams or RabbitMQ).",
         )
         parser.add_argument(
             "--latency-scale",
@@ -128,10 +129,14 @@ class Command(BaseCommand):
             changes = [parse_fault(text, SERVICES) for text in options["fault"]]
         except (ValueError, FaultError) as error:
             raise CommandError(str(error)) from None
-        redis_url = settings.REDIS_URL
-        via_tap = options["events_via"] == "tap" or (options["events_via"] == "auto" and bool(redis_url))
-        if via_tap and not redis_url:
-            raise CommandError("--events-via tap needs REDIS_URL: the tap reads the shop's Redis streams.")
+        redis_url, bus = settings.REDIS_URL, settings.DEMO_BUS
+        if bus == "redis" and not redis_url:
+            raise CommandError("DEMO_BUS=redis needs REDIS_URL: the shop's streams live in Redis.")
+        via_tap = options["events_via"] == "tap" or (options["events_via"] == "auto" and bus != "in-process")
+        if via_tap and bus == "in-process":
+            raise CommandError(
+                "--events-via tap needs a bus Choreoscope can tap: DEMO_BUS=redis (with REDIS_URL) or DEMO_BUS=rabbitmq."
+            )
         config = ShopConfig(
             target=options["target"].rstrip("/"),
             rate=options["rate"],
@@ -140,6 +145,8 @@ class Command(BaseCommand):
             token=os.environ.get("CHOREOSCOPE_DEMO_TOKEN") or None,
             redis_url=redis_url,
             redis_prefix=settings.REDIS_PREFIX,
+            bus=bus,
+            rabbitmq_url=settings.RABBITMQ_URL,
             events_via_bus=via_tap,
             seed=options["seed"],
             latency_scale=options["latency_scale"],
@@ -147,7 +154,7 @@ class Command(BaseCommand):
         return config, changes
 
     def _banner(self, config: ShopConfig) -> str:
-        bus = "Redis Streams" if config.redis_url else "an in-process bus"
+        bus = BUS_NAMES[bus_kind(config)]
         events = "the tap on the bus" if config.events_via_bus else f"{config.target}/v1/events"
         joining_later = FRAUD in config.services and config.fraud_joins_after
         joins = f"; {FRAUD} joins after {config.fraud_joins_after:g} s" if joining_later else ""
@@ -157,41 +164,88 @@ class Command(BaseCommand):
         )
 
     def _start_tap(self, config: ShopConfig) -> subprocess.Popen[bytes]:
-        """Choreoscope's tap reads the shop's streams as one more consumer group, from the
+        """Choreoscope's tap reads the shop's bus as one more consumer (group or queue), from the
         earliest entry. Wait until it has subscribed: only then can the shop, when it stops, tell
         whether the tap has stored everything."""
-        streams = [stream_name(config.redis_prefix, topic) for topic in TOPICS]
-        command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "tap", "redis-stream", *streams]
-        tap = subprocess.Popen(
-            [*command, "--group", TAP_GROUP, "--consumer", "demo-tap", "--start", "earliest", "--block", "0.5"]
-        )
-        bus = RedisStreamBus(config.redis_url or "", config.redis_prefix)
+        reading = TapReading(config)
+        tap = subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "tap", *reading.arguments()])
         try:
             deadline = time.monotonic() + TAP_START_SECONDS
-            while not all(bus.has_group(topic, TAP_GROUP) for topic in TOPICS):
+            while not reading.subscribed():
                 if tap.poll() is not None:
-                    raise CommandError(f"`manage.py tap redis-stream` exited with {tap.returncode}; see its output above.")
+                    raise CommandError(f"`manage.py tap {reading.kind}` exited with {tap.returncode}; see its output above.")
                 if time.monotonic() > deadline:
                     tap.kill()
-                    raise CommandError(f"`manage.py tap redis-stream` did not subscribe within {TAP_START_SECONDS} s.")
+                    raise CommandError(f"`manage.py tap {reading.kind}` did not subscribe within {TAP_START_SECONDS} s.")
                 time.sleep(0.2)
         finally:
-            bus.close()
+            reading.close()
         return tap
 
     def _stop_tap(self, tap: subprocess.Popen[bytes], config: ShopConfig, patience: float) -> None:
-        """Let the tap store what the shop published, then stop it."""
-        bus = RedisStreamBus(config.redis_url or "", config.redis_prefix)
+        """Let the tap store what the shop published, then stop it (it finishes the batch in hand)."""
+        reading = TapReading(config)
         deadline = time.monotonic() + patience
-        while time.monotonic() < deadline and tap.poll() is None and bus.unread(TOPICS, group=TAP_GROUP):
+        while time.monotonic() < deadline and tap.poll() is None and reading.unread():
             time.sleep(0.2)
-        bus.close()
+        reading.close()
         if tap.poll() is None:
             tap.send_signal(signal.SIGINT)
             try:
                 tap.wait(10)
             except subprocess.TimeoutExpired:
                 tap.kill()
+
+
+class TapReading:
+    """The tap that reads the shop's bus: its command line, whether it has subscribed, and what
+    it has not yet stored."""
+
+    def __init__(self, config: ShopConfig) -> None:
+        self.config = config
+        self.kind = "rabbitmq" if bus_kind(config) == "rabbitmq" else "redis-stream"
+        self.tap_queue = queue_name(config.redis_prefix, TAP_GROUP)
+        self.redis = RedisStreamBus(config.redis_url or "", config.redis_prefix) if self.kind == "redis-stream" else None
+        self.rabbit = RabbitBus(config.rabbitmq_url, config.redis_prefix) if self.kind == "rabbitmq" else None
+        self._drained_at: float | None = None
+
+    def arguments(self) -> list[str]:
+        prefix = self.config.redis_prefix
+        if self.rabbit:
+            self.rabbit.declare_topics(TOPICS)  # the tap binds to the shop's exchanges, which must exist
+            exchanges = [exchange_name(prefix, topic) for topic in TOPICS]
+            return ["rabbitmq", *exchanges, "--url", self.config.rabbitmq_url, "--queue", self.tap_queue, "--block", "0.5"]
+        streams = [stream_name(prefix, topic) for topic in TOPICS]
+        return ["redis-stream", *streams, "--group", TAP_GROUP, "--consumer", "demo-tap", "--start", "earliest", "--block", "0.5"]
+
+    def subscribed(self) -> bool:
+        if self.rabbit:
+            import pika.exceptions
+
+            try:
+                return self.rabbit.consumers(self.tap_queue) > 0
+            except pika.exceptions.ChannelClosedByBroker:  # its queue is not declared yet
+                return False
+        assert self.redis is not None
+        return all(self.redis.has_group(topic, TAP_GROUP) for topic in TOPICS)
+
+    def unread(self) -> int:
+        if self.rabbit:
+            # AMQP tells what waits in the queue, not what the tap holds unacknowledged: once the
+            # queue is empty, give the tap's batch in hand a second to be committed.
+            ready = self.rabbit.ready(self.tap_queue)
+            if ready:
+                self._drained_at = None
+                return ready
+            self._drained_at = self._drained_at or time.monotonic()
+            return int(time.monotonic() - self._drained_at < 1.0)
+        assert self.redis is not None
+        return self.redis.unread(TOPICS, group=TAP_GROUP)
+
+    def close(self) -> None:
+        for bus in (self.redis, self.rabbit):
+            if bus:
+                bus.close()
 
 
 def shop_status(shop: Shop) -> str:
