@@ -110,6 +110,7 @@ def test_calls_go_straight_from_caller_to_callee_with_their_own_style_rate_and_p
         "style": "call",
         "count": 20,
         "rate": 2.0,
+        "p50_ms": 29.0,
         "p95_ms": 38.0,
         "error_share": 0.05,
     }
