@@ -3,13 +3,15 @@ model rows and plain rows out (parsing requests and shaping JSON belong to ``das
 
 ``flow_page`` walks surviving flows newest first (``started_at`` desc, ``id`` desc) from a keyset
 position, so page N costs what page 1 costs. ``flow_graph`` loads one flow's observations in
-causal order and its edges from cause to effect.
+causal order and its edges from cause to effect. A flow's observations are its members: those
+whose primary flow it is (``Observation.flow``) and its shared steps (``SharedStep``); read
+them through ``flow_observation_ids``/``flow_members``, never ``Observation.flow`` alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +19,9 @@ import orjson
 from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from tracing.correlation import causal_order
-from tracing.models import Edge, Flow, FlowFacet, Observation
+from tracing.bulk import chunks
+from tracing.correlation import causal_order, clock_skew
+from tracing.models import Edge, Flow, FlowFacet, Observation, SharedStep
 
 # A place in the newest-first order of flows: (started_at, id) of the last flow already seen.
 Position = tuple[datetime, int]
@@ -129,13 +132,40 @@ JSON_FIELDS = ("attributes", "resource", "detail")
 JSON_AS_TEXT = {f"{name}_json": Cast(name, TextField()) for name in JSON_FIELDS}
 
 
+OtherFlow = tuple[int, str]  # id, key
+
+
+@dataclass(frozen=True)
+class CrossFlowEdge:
+    """An edge between this flow and another that share no observation at its ends."""
+
+    source: int
+    target: int
+    kind: str
+    other_flow: OtherFlow
+    direction: str  # "in": the cause is in the other flow; "out": the effect is
+
+
+@dataclass(frozen=True)
+class ClockSkew:
+    service: str  # whose clock appears behind
+    behind: str  # the service of the cause it appears behind
+    skew_ns: int
+
+
 @dataclass(frozen=True)
 class FlowGraph:
     """One flow's observations (``OBSERVATION_FIELDS`` plus the parsed ``JSON_FIELDS``) in causal
-    order, causality first and timestamps second, and its edges as (cause, effect, kind)."""
+    order, causality first and timestamps second, and its edges as (cause, effect, kind), with
+    what it shares with other flows: the other flows each shared step serves, the edges that
+    cross into other flows, and how far each node's clock appears behind its causes'."""
 
     observations: list[dict[str, Any]]
     edges: list[tuple[int, int, str]]
+    shared_with: dict[int, list[OtherFlow]] = field(default_factory=dict)
+    cross_flow_edges: list[CrossFlowEdge] = field(default_factory=list)
+    skew_ns: dict[int, int] = field(default_factory=dict)
+    clock_skews: list[ClockSkew] = field(default_factory=list)
 
 
 def _parsed(row: dict[str, Any]) -> dict[str, Any]:
@@ -145,9 +175,106 @@ def _parsed(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def flows_of_observations(observation_ids: Sequence[int]) -> dict[int, list[OtherFlow]]:
+    """Every flow (id, key) each of these observations serves, primary first."""
+    found: dict[int, list[OtherFlow]] = {}
+    for part in chunks(sorted(set(observation_ids))):
+        primary = Observation.objects.filter(id__any=part, flow__isnull=False).values_list("id", "flow_id", "flow__key")
+        shared = SharedStep.objects.filter(observation_id__any=part).values_list("observation_id", "flow_id", "flow__key")
+        for obs, flow_id, key in [*primary, *sorted(shared)]:
+            found.setdefault(obs, []).append((flow_id, key))
+    return found
+
+
+def _edges_touching(observation_ids: Sequence[int]) -> set[tuple[int, int, str, bool]]:
+    edges: set[tuple[int, int, str, bool]] = set()
+    for column in ("target_id", "source_id"):
+        for part in chunks(observation_ids):
+            rows = Edge.objects.filter(**{f"{column}__any": part}).values_list("source_id", "target_id", "kind", "cross_flow")
+            edges.update(rows)
+    return edges
+
+
+def clock_skews(rows: dict[int, dict[str, Any]], edges: Sequence[tuple[int, int, str]]) -> tuple[dict[int, int], list[ClockSkew]]:
+    """How far each node's clock appears behind its causes' (the largest gap, 0 if none), and,
+    per pair of services, how far the effect's service appears behind the cause's."""
+    per_node: dict[int, int] = {}
+    per_pair: dict[tuple[str, str], int] = {}
+    for source, target, _ in edges:
+        skew = clock_skew(rows[source]["start_ns"], rows[target]["start_ns"])
+        if skew <= 0:
+            continue
+        per_node[target] = max(skew, per_node.get(target, 0))
+        services = (rows[target]["service"], rows[source]["service"])
+        if services[0] != services[1]:
+            per_pair[services] = max(skew, per_pair.get(services, 0))
+    return per_node, [ClockSkew(service, behind, skew) for (service, behind), skew in sorted(per_pair.items())]
+
+
 def flow_graph(flow_id: int) -> FlowGraph:
-    rows = list(Observation.objects.filter(flow_id=flow_id).values(*OBSERVATION_FIELDS, **JSON_AS_TEXT))
-    edges = list(Edge.objects.filter(flow_id=flow_id).values_list("source_id", "target_id", "kind"))
+    members = flow_observation_ids(flow_id)
+    rows: list[dict[str, Any]] = []
+    for part in chunks(members):
+        rows += Observation.objects.filter(id__any=part).values(*OBSERVATION_FIELDS, **JSON_AS_TEXT)
+    inside = set(members)
+    touching = sorted(_edges_touching(members))
+    edges = [(s, t, k) for s, t, k, _ in touching if s in inside and t in inside]
+    crossing = [(s, t, k) for s, t, k, cross in touching if cross and (s in inside) != (t in inside)]
+    flows = flows_of_observations([*members, *(s if t in inside else t for s, t, _ in crossing)])
     ordered = causal_order({row["id"]: (row["start_ns"], row["id"]) for row in rows}, [(s, t) for s, t, _ in edges])
     by_id = {row["id"]: row for row in rows}
-    return FlowGraph([_parsed(by_id[node_id]) for node_id in ordered], edges)
+    skew, skews = clock_skews(by_id, edges)
+    shared = {obs: [other for other in flows.get(obs, []) if other[0] != flow_id] for obs in members}
+    cross_edges = [
+        CrossFlowEdge(s, t, k, other, "out" if s in inside else "in")
+        for s, t, k in crossing
+        for other in flows.get(t if s in inside else s, [])
+    ]
+    return FlowGraph(
+        [_parsed(by_id[node_id]) for node_id in ordered],
+        edges,
+        {obs: others for obs, others in shared.items() if others},
+        cross_edges,
+        skew,
+        skews,
+    )
+
+
+# --- A flow's members: its primary observations and its shared steps ----------------------------
+
+
+def flow_observation_ids(flow_id: int) -> list[int]:
+    """Ids of every observation a flow holds: those whose primary flow it is, and the shared
+    steps it has in common with other flows."""
+    primary = Observation.objects.filter(flow_id=flow_id).values_list("id", flat=True)
+    shared = SharedStep.objects.filter(flow_id=flow_id).values_list("observation_id", flat=True)
+    return sorted({*primary, *shared})
+
+
+def flow_members(flow_ids: Sequence[int], *fields: str) -> list[tuple[Any, ...]]:
+    """``(flow id, *fields)`` of every member of these flows, primary and shared (an
+    observation shared by two of them appears once per flow)."""
+    rows: list[tuple[Any, ...]] = []
+    shared_fields = [f"observation__{name}" for name in fields]
+    for part in chunks(sorted(set(flow_ids))):
+        rows += Observation.objects.filter(flow_id__any=part).values_list("flow_id", *fields)
+        rows += SharedStep.objects.filter(flow_id__any=part).values_list("flow_id", *shared_fields)
+    return rows
+
+
+def edges_among(members: dict[int, set[int]]) -> dict[int, list[tuple[int, int, str, bool]]]:
+    """Per flow, the edges both of whose ends it holds: ``(cause, effect, kind, cross_flow)``."""
+    everything = sorted({obs for found in members.values() for obs in found})
+    flows_of: dict[int, list[int]] = {}
+    for flow_id, found in members.items():
+        for obs in found:
+            flows_of.setdefault(obs, []).append(flow_id)
+    result: dict[int, list[tuple[int, int, str, bool]]] = {}
+    for part in chunks(everything):
+        for source, target, kind, cross in Edge.objects.filter(target_id__any=part).values_list(
+            "source_id", "target_id", "kind", "cross_flow"
+        ):
+            for flow_id in flows_of.get(target, ()):
+                if source in members[flow_id]:
+                    result.setdefault(flow_id, []).append((source, target, kind, cross))
+    return result
