@@ -226,7 +226,7 @@ def unit_of(observation_id: int, trace_id: str) -> str:
 def _nearest_keys(start: int, step: Mapping[int, list[int]], key_of: Mapping[int, str], nearest_only: bool) -> set[str]:
     """Own keys met walking from ``start`` along ``step``, never past a keyed observation:
     those of the nearest level that has any (``nearest_only``), else all of them."""
-    seen, level, found = {start}, [start], set()
+    seen, level, found = {start}, [start], set[str]()
     while level and not (nearest_only and found):
         following = []
         for node in level:
@@ -255,7 +255,7 @@ def _reached_keys(
 ) -> set[str]:
     """Keys of the keyed-unit observations reached from ``unit`` along ``neighbours`` (causes or
     effects across units), passing through keyless units only."""
-    seen, stack, found = {unit}, [unit], set()
+    seen, stack, found = {unit}, [unit], set[str]()
     while stack:
         for obs, other in neighbours.get(stack.pop(), ()):
             if other in keyed_units:

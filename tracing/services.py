@@ -228,6 +228,9 @@ class RegionRow:
     event_id: str
     flow_id: int | None
 
+    def flows(self) -> set[int]:
+        return set() if self.flow_id is None else {self.flow_id}
+
     @property
     def unit(self) -> str:
         return unit_of(self.id, self.trace_id)
@@ -456,11 +459,11 @@ def write_memberships(
         stale += [(flow, obs) for flow in before - wanted]
         fresh += [(flow, obs) for flow in wanted - before]
     stale_by_flow: dict[int, list[int]] = defaultdict(list)
-    for flow_id, obs in stale:
-        stale_by_flow[flow_id].append(obs)
-    for flow_id, observation_ids in stale_by_flow.items():
+    for stale_flow, obs in stale:
+        stale_by_flow[stale_flow].append(obs)
+    for stale_flow, observation_ids in stale_by_flow.items():
         for part in chunks(observation_ids):
-            SharedStep.objects.filter(flow_id=flow_id, observation_id__any=part).delete()
+            SharedStep.objects.filter(flow_id=stale_flow, observation_id__any=part).delete()
     insert_rows(SharedStep, ["flow", "observation"], fresh)
     new_edges, edge_updates = [], []
     for (source, target, kind), (edge_id, flow_id, cross) in region.edges.items():
@@ -622,12 +625,12 @@ def correlate_batch(size: int) -> BatchOutcome:
         region = load_region(batch, edges)
         labels = correlated_labels(region)
         shared_before = previous_shared(sorted(labels))
-        previous = {obs: ({region.rows[obs].flow_id} - {None}) | shared_before.get(obs, set()) for obs in labels}
-        assignment = assign_flow_ids(region, labels, previous)  # type: ignore[arg-type]
+        previous = {obs: region.rows[obs].flows() | shared_before.get(obs, set()) for obs in labels}
+        assignment = assign_flow_ids(region, labels, previous)
         memberships = Memberships({obs: {assignment.flow_of[label] for label in found} for obs, found in labels.items()})
-        changed = write_memberships(region, batch, memberships, previous, shared_before)  # type: ignore[arg-type]
+        changed = write_memberships(region, batch, memberships, previous, shared_before)
         # A new edge shows in both ends' flows (drawn, or as a cross-flow edge).
-        changed |= {flow for edge in edges for end in edge[:2] for flow in memberships.flows.get(end, ())}  # type: ignore[misc]
+        changed |= {flow for edge in edges for end in edge[:2] for flow in memberships.flows.get(end, ())}
         insert_rows(PendingRef, ["anchor", "observation", "kind", "anchor_is_cause", "created_at"], pending)
         for part in chunks(resolved):
             PendingRef.objects.filter(id__any=part).delete()

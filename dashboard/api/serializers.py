@@ -83,6 +83,11 @@ class FlowSummary(TypedDict):
     missing: Annotated[list[MissingStep], described("Expected steps not seen yet (filled when the flow is stuck).")]
 
 
+class OtherFlow(TypedDict):
+    id: int
+    key: str
+
+
 class FlowNodeCommon(TypedDict):
     id: int
     kind: Annotated[str, choices(Observation.Kind.values)]
@@ -101,6 +106,13 @@ class FlowNodeCommon(TypedDict):
     order: Annotated[int, described("Position in causal order: causality first, timestamps second.")]
     business_key: str
     attributes: Annotated[dict[str, Any], described("Span attributes, or CloudEvents extension attributes.")]
+    shared_with: Annotated[
+        list[OtherFlow],
+        described("The other flows this node serves (a shared step, stored once); empty when it serves this one alone."),
+    ]
+    skew_ms: Annotated[
+        float, described("How far this node's clock appears behind its cause's (it is drawn after it anyway); 0 if none.")
+    ]
 
 
 class FlowNode(FlowNodeCommon, total=False):
@@ -121,11 +133,30 @@ class FlowEdge(TypedDict):
     source: Annotated[int, described("The cause's node id.")]
     target: Annotated[int, described("The effect's node id.")]
     kind: Annotated[str, choices(Edge.Kind.values)]
+    cross_flow: Annotated[bool, described("Always false here: both ends serve this flow (cross-flow edges are listed apart).")]
+
+
+class CrossFlowEdge(TypedDict):
+    source: Annotated[int, described("The cause's node id.")]
+    target: Annotated[int, described("The effect's node id.")]
+    kind: Annotated[str, choices(Edge.Kind.values)]
+    other_flow: Annotated[OtherFlow, described("The flow at the other end, which shares no flow with this end.")]
+    direction: Annotated[str, choices(["in", "out"], "in: the cause is in the other flow; out: the effect is.")]
+
+
+class ClockSkew(TypedDict):
+    service: Annotated[str, described("The service whose clock appears behind.")]
+    behind: Annotated[str, described("The service of the cause it appears behind.")]
+    skew_ms: Annotated[float, described("By how much, the largest gap seen in this flow.")]
 
 
 class FlowDetail(FlowSummary):
     nodes: Annotated[list[FlowNode], described("In causal order.")]
     edges: Annotated[list[FlowEdge], described("From cause to effect.")]
+    cross_flow_edges: Annotated[list[CrossFlowEdge], described("Edges to and from other flows (a different business key).")]
+    clock_skew: Annotated[
+        list[ClockSkew], described("Services whose clocks appear behind their causes', from this flow's edges.")
+    ]
 
 
 class FlowPage(TypedDict):
@@ -160,7 +191,7 @@ def serialize_flow_page(page: Page[Flow]) -> FlowPage:
 SPAN_KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
-def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
+def serialize_node(row: Mapping[str, Any], order: int, shared_with: Sequence[tuple[int, str]] = (), skew_ns: int = 0) -> FlowNode:
     """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order."""
     start, end = row["start_ns"], row["end_ns"]
     node: FlowNode = {
@@ -181,6 +212,8 @@ def serialize_node(row: Mapping[str, Any], order: int) -> FlowNode:
         "order": order,
         "business_key": row["business_key"],
         "attributes": row["attributes"],
+        "shared_with": [{"id": flow_id, "key": key} for flow_id, key in shared_with],
+        "skew_ms": round(skew_ns / 1e6, 3),
     }
     detail = row["detail"]
     if row["kind"] == Observation.Kind.SPAN:
@@ -202,8 +235,27 @@ def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> Flo
     causal order, edges from cause to effect."""
     return {
         **serialize_flow_summary(flow, state),
-        "nodes": [serialize_node(row, order) for order, row in enumerate(graph.observations)],
-        "edges": [{"source": source, "target": target, "kind": kind} for source, target, kind in graph.edges],
+        "nodes": [
+            serialize_node(row, order, graph.shared_with.get(row["id"], ()), graph.skew_ns.get(row["id"], 0))
+            for order, row in enumerate(graph.observations)
+        ],
+        "edges": [
+            {"source": source, "target": target, "kind": kind, "cross_flow": False} for source, target, kind in graph.edges
+        ],
+        "cross_flow_edges": [
+            {
+                "source": edge.source,
+                "target": edge.target,
+                "kind": edge.kind,
+                "other_flow": {"id": edge.other_flow[0], "key": edge.other_flow[1]},
+                "direction": edge.direction,
+            }
+            for edge in graph.cross_flow_edges
+        ],
+        "clock_skew": [
+            {"service": skew.service, "behind": skew.behind, "skew_ms": round(skew.skew_ns / 1e6, 3)}
+            for skew in graph.clock_skews
+        ],
     }
 
 
