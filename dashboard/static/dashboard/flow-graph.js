@@ -57,7 +57,12 @@ export function graphElements(snapshot, colors) {
         color: colorOf(colors, node.service),
         width: nodeWidth(label, node.service || ""),
       },
-      classes: [node.kind, node.status === "error" ? "error" : ""].filter(Boolean).join(" "),
+      classes: [
+        node.kind,
+        node.status === "error" ? "error" : "",
+        (node.shared_with || []).length ? "shared" : "",
+        node.skew_ms > 0 ? "skewed" : "",
+      ].filter(Boolean).join(" "),
     });
   }
   for (const edge of snapshot.edges || []) {
@@ -120,6 +125,10 @@ function graphStyle() {
     },
     { selector: "node.event", style: { "border-width": 3, "font-weight": 600 } },
     { selector: "node.span", style: { shape: "rectangle", "background-opacity": 0.08 } },
+    // A shared step (stored once, serving several flows) has a double border; a step whose clock
+    // appears behind its cause's, a dashed one.
+    { selector: "node.shared", style: { "border-style": "double", "border-width": 6 } },
+    { selector: "node.skewed", style: { "border-style": "dashed", "border-width": 3 } },
     { selector: "node.error", style: { "border-color": failed, "border-width": 3, "background-color": failed, "background-opacity": 0.12 } },
     {
       selector: "node.ghost",
@@ -269,7 +278,7 @@ export class FlowGraph {
         const existing = this.cy.getElementById(element.data.id);
         if (existing.empty()) continue;
         existing.data(element.data);
-        existing.toggleClass("error", element.classes.split(" ").includes("error"));
+        for (const name of ["error", "shared", "skewed"]) existing.toggleClass(name, element.classes.split(" ").includes(name));
       }
       if (fresh.length) this.cy.add(fresh);
     });

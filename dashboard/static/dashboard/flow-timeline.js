@@ -144,7 +144,11 @@ export class FlowTimeline {
     const labelW = narrow ? 92 : 156;
     const nodes = snapshot.nodes || [];
     const ghosts = ghostsOf(snapshot);
-    const items = nodes.map((node) => ({ node, id: String(node.id), t1: nodeStartMs(node), t2: Math.max(nodeEndMs(node), nodeStartMs(node)) }));
+    // A step whose clock appears behind its cause's is drawn after the cause, shifted by the skew.
+    const items = nodes.map((node) => {
+      const skew = node.skew_ms > 0 ? node.skew_ms : 0;
+      return { node, id: String(node.id), skew, t1: nodeStartMs(node) + skew, t2: Math.max(nodeEndMs(node), nodeStartMs(node)) + skew };
+    });
     const t0 = items.length ? Math.min(...items.map((i) => i.t1)) : this.nowMs;
     const tEnd = items.length ? Math.max(...items.map((i) => i.t2)) : t0;
     this.order = nodes.map((n) => String(n.id));
@@ -319,15 +323,18 @@ export class FlowTimeline {
     const node = item.node;
     const color = colorOf(colors, node.service);
     const g = el("g", {
-      class: `tl-item ${node.kind}${node.status === "error" ? " error" : ""}`,
+      class: `tl-item ${node.kind}${node.status === "error" ? " error" : ""}${item.skew ? " skewed" : ""}${(node.shared_with || []).length ? " shared" : ""}`,
       "data-node-id": item.id,
       role: "button",
       tabindex: -1,
       "aria-label": `${node.kind} ${node.name} in ${node.service}${node.kind === "span" ? `, ${formatDuration(item.t2 - item.t1)}` : ""}`,
     }, layer);
     const title = el("title", {}, g);
-    title.textContent = `${node.name} · ${node.service}${node.kind === "span" ? ` · ${formatDuration(item.t2 - item.t1)}` : ""}`;
+    title.textContent = `${node.name} · ${node.service}${node.kind === "span" ? ` · ${formatDuration(item.t2 - item.t1)}` : ""}`
+      + (item.skew ? ` · clock appears ${formatDuration(item.skew)} behind its cause's; drawn after it` : "")
+      + ((node.shared_with || []).length ? ` · shared with ${node.shared_with.map((f) => f.key).join(", ")}` : "");
     const cy = item.y + ROW_H / 2 - 4;
+    if (item.skew) text(g, item.x1 - 14, cy + 4, "⏱", "tl-skew-mark");
     if (node.kind === "span") {
       el("rect", { x: item.x1, y: cy - 7, width: Math.max(item.x2 - item.x1, MIN_BAR), height: 14, rx: 3, fill: color, class: "tl-bar" }, g);
       if (item.showLabel) {
