@@ -126,9 +126,9 @@ function graphStyle() {
     { selector: "node.event", style: { "border-width": 3, "font-weight": 600 } },
     { selector: "node.span", style: { shape: "rectangle", "background-opacity": 0.08 } },
     // A shared step (stored once, serving several flows) has a double border; a step whose clock
-    // appears behind its cause's, a dashed one.
+    // appears behind its cause's, a dotted one.
     { selector: "node.shared", style: { "border-style": "double", "border-width": 6 } },
-    { selector: "node.skewed", style: { "border-style": "dashed", "border-width": 3 } },
+    { selector: "node.skewed", style: { "border-style": "dotted", "border-width": 4 } },
     { selector: "node.error", style: { "border-color": failed, "border-width": 3, "background-color": failed, "background-opacity": 0.12 } },
     {
       selector: "node.ghost",

@@ -140,25 +140,25 @@ function renderRelations(snapshot) {
   if (!box) return;
   const items = [];
   for (const skew of snapshot.clock_skew || []) {
-    items.push(h("li", { class: "rel-skew" }, h("span", { class: "rel-mark", "aria-hidden": "true" }, "⏱"),
+    items.push(h("li", { class: "rel-skew" }, h("span", { class: "rel-mark rel-mark-skew" }, "Clock"),
       h("strong", {}, skew.service), `'s clock appears ${formatDuration(skew.skew_ms)} behind `, h("strong", {}, skew.behind),
       "'s: its steps are stamped before their causes. The timeline draws them after their causes."));
   }
   const incoming = otherFlows((snapshot.cross_flow_edges || []).filter((e) => e.direction === "in").map((e) => e.other_flow));
   const outgoing = otherFlows((snapshot.cross_flow_edges || []).filter((e) => e.direction === "out").map((e) => e.other_flow));
   if (incoming.length) {
-    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark", "aria-hidden": "true" }, "←"),
+    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark rel-mark-cross" }, "From"),
       `Caused by ${incoming.length === 1 ? "the flow" : "the flows"} `, ...joined(incoming.map(flowLink)), " (a different business key)."));
   }
   if (outgoing.length) {
-    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark", "aria-hidden": "true" }, "→"),
+    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark rel-mark-cross" }, "To"),
       `Led to ${outgoing.length === 1 ? "the flow" : "the flows"} `, ...joined(outgoing.map(flowLink)), " (a different business key)."));
   }
   const sharedNodes = (snapshot.nodes || []).filter((n) => (n.shared_with || []).length);
   if (sharedNodes.length) {
     const others = otherFlows(sharedNodes.flatMap((n) => n.shared_with));
     const shown = others.slice(0, 8);
-    items.push(h("li", { class: "rel-shared" }, h("span", { class: "rel-mark", "aria-hidden": "true" }, "⧉"),
+    items.push(h("li", { class: "rel-shared" }, h("span", { class: "rel-mark rel-mark-shared" }, "Shared"),
       `${sharedNodes.length} ${sharedNodes.length === 1 ? "step is" : "steps are"} shared with `, ...joined(shown.map(flowLink)),
       others.length > shown.length ? ` and ${others.length - shown.length} more flows` : "",
       ": one observation (a batch, say) that served each of these flows."));

@@ -114,6 +114,31 @@ function labelWidth(label) {
   return label.length * CHAR_W + 8;
 }
 
+// A step whose clock appears behind its cause's is drawn after the cause, and so is everything it
+// caused (stamped by the same clock): each node is shifted by the most any of its causes needs.
+// Nodes come in causal order, so a cause's shift is known before its effects'.
+function clockShifts(snapshot) {
+  const causes = new Map();
+  for (const edge of snapshot.edges || []) {
+    const target = String(edge.target);
+    if (!causes.has(target)) causes.set(target, []);
+    causes.get(target).push(String(edge.source));
+  }
+  const start = new Map((snapshot.nodes || []).map((node) => [String(node.id), nodeStartMs(node)]));
+  const shifts = new Map();
+  for (const node of snapshot.nodes || []) {
+    const id = String(node.id);
+    let shift = 0;
+    for (const cause of causes.get(id) || []) {
+      if (!shifts.has(cause)) continue;
+      const causeShift = shifts.get(cause);
+      shift = Math.max(shift, causeShift, start.get(cause) + causeShift - start.get(id));
+    }
+    shifts.set(id, shift);
+  }
+  return shifts;
+}
+
 export class FlowTimeline {
   constructor(container, { onSelect }) {
     this.container = container;
@@ -144,10 +169,11 @@ export class FlowTimeline {
     const labelW = narrow ? 92 : 156;
     const nodes = snapshot.nodes || [];
     const ghosts = ghostsOf(snapshot);
-    // A step whose clock appears behind its cause's is drawn after the cause, shifted by the skew.
+    const shifts = clockShifts(snapshot);
     const items = nodes.map((node) => {
+      const shift = shifts.get(String(node.id)) || 0;
       const skew = node.skew_ms > 0 ? node.skew_ms : 0;
-      return { node, id: String(node.id), skew, t1: nodeStartMs(node) + skew, t2: Math.max(nodeEndMs(node), nodeStartMs(node)) + skew };
+      return { node, id: String(node.id), skew, t1: nodeStartMs(node) + shift, t2: Math.max(nodeEndMs(node), nodeStartMs(node)) + shift };
     });
     const t0 = items.length ? Math.min(...items.map((i) => i.t1)) : this.nowMs;
     const tEnd = items.length ? Math.max(...items.map((i) => i.t2)) : t0;
@@ -334,7 +360,7 @@ export class FlowTimeline {
       + (item.skew ? ` · clock appears ${formatDuration(item.skew)} behind its cause's; drawn after it` : "")
       + ((node.shared_with || []).length ? ` · shared with ${node.shared_with.map((f) => f.key).join(", ")}` : "");
     const cy = item.y + ROW_H / 2 - 4;
-    if (item.skew) text(g, item.x1 - 14, cy + 4, "⏱", "tl-skew-mark");
+    if (item.skew) el("circle", { cx: item.x1 - 9, cy, r: 3.5, class: "tl-skew-mark" }, g);
     if (node.kind === "span") {
       el("rect", { x: item.x1, y: cy - 7, width: Math.max(item.x2 - item.x1, MIN_BAR), height: 14, rx: 3, fill: color, class: "tl-bar" }, g);
       if (item.showLabel) {
