@@ -562,31 +562,60 @@ def summary_row(
 NODE_FIELDS = ("id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id")
 
 
-def write_flow_summaries(flow_ids: Iterable[int], new_flows: set[int], config: FlowsConfig) -> None:
+def write_flow_summaries(
+    flow_ids: Iterable[int],
+    new_flows: set[int],
+    config: FlowsConfig,
+    in_hand: dict[int, tuple[list[FlowNode], list[tuple[int, int]]]] | None = None,
+) -> None:
     """Key, type, status, timings, services, steps and facets of these flows, from their members
-    (primary and shared) and the edges among them: inserted for new flows, updated for others."""
+    (primary and shared) and the edges among them: inserted for new flows, updated for others.
+    Flows ``in_hand`` (every member and edge known) are summarised without reading them back."""
     ids = sorted(set(flow_ids))
     if not ids:
         return
+    known = in_hand or {}
     nodes: dict[int, list[FlowNode]] = defaultdict(list)
-    for flow_id, *values in flow_members(ids, *NODE_FIELDS):
-        nodes[flow_id].append(FlowNode(*values))
-    edges = edges_among({flow_id: {node.id for node in found} for flow_id, found in nodes.items()})
+    pairs: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for flow_id, (flow_nodes, flow_edges) in known.items():
+        nodes[flow_id], pairs[flow_id] = flow_nodes, flow_edges
+    unknown = [flow_id for flow_id in ids if flow_id not in known]
+    if unknown:
+        for flow_id, *values in flow_members(unknown, *NODE_FIELDS):
+            nodes[flow_id].append(FlowNode(*values))
+        members = {flow_id: {node.id for node in nodes[flow_id]} for flow_id in unknown}
+        for flow_id, found in edges_among(members).items():
+            pairs[flow_id] = [(source, target) for source, target, _, _ in found]
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     facets: list[FacetRow] = []
     now = timezone.now()
     for flow_id in ids:
         if nodes[flow_id]:
-            pairs = [(source, target) for source, target, _, _ in edges.get(flow_id, ())]
-            row, flow_facets = summary_row(flow_id, nodes[flow_id], pairs, config, now)
+            row, flow_facets = summary_row(flow_id, nodes[flow_id], pairs[flow_id], config, now)
             (inserts if flow_id in new_flows else updates).append(row)
             facets += flow_facets
     insert_rows(Flow, ["id", *SUMMARY_FIELDS, "merged_into"], [(*row, None) for row in inserts])
     update_rows(Flow, SUMMARY_FIELDS, updates)
-    for part in chunks(ids):
+    stale = [flow_id for flow_id in ids if flow_id not in new_flows]
+    for part in chunks(stale):
         FlowFacet.objects.filter(flow_id__any=part).delete()
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
+
+
+def new_flows_in_hand(
+    region: Region, memberships: Memberships, new_flows: set[int]
+) -> dict[int, tuple[list[FlowNode], list[tuple[int, int]]]]:
+    """Nodes and edges of the flows this batch creates: all their members are in the region."""
+    found: dict[int, tuple[list[FlowNode], list[tuple[int, int]]]] = {flow_id: ([], []) for flow_id in new_flows}
+    for obs, flows in memberships.flows.items():
+        for flow_id in flows & new_flows:
+            found[flow_id][0].append(region.rows[obs].node())
+    for source, target, _ in region.edges:
+        if source in memberships.flows and target in memberships.flows:
+            for flow_id in memberships.flows[source] & memberships.flows[target] & new_flows:
+                found[flow_id][1].append((source, target))
+    return found
 
 
 def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
@@ -637,7 +666,8 @@ def correlate_batch(size: int) -> BatchOutcome:
         absorb_flows(assignment.merged)
         outcome.merged = assignment.merged
         outcome.flow_ids = changed - set(assignment.merged)
-        write_flow_summaries(outcome.flow_ids, assignment.new_flows, config)
+        in_hand = new_flows_in_hand(region, memberships, assignment.new_flows)
+        write_flow_summaries(outcome.flow_ids, assignment.new_flows, config, in_hand)
         outcome.observation_ids = sorted(batch)
         flows_changed.send(
             sender=Flow, flow_ids=sorted(outcome.flow_ids), observation_ids=outcome.observation_ids, merged=dict(outcome.merged)
