@@ -319,7 +319,9 @@ def load_region(batch: dict[int, Claimed], new_edges: list[CausalEdge]) -> Regio
         region.edges[edge] = (None, None, False)
     expand = set(region.units)
     expanded: set[str] = set()
-    edges_read: set[int] = set()
+    # No stored edge touches the batch yet: its observations were uncorrelated, and every edge
+    # with an end in it is one of ``new_edges``.
+    edges_read: set[int] = set(batch)
     while expand:
         _read_units(region, expand - region.whole)
         expanded |= expand
@@ -653,7 +655,7 @@ def correlate_batch(size: int) -> BatchOutcome:
         reattribute_events(edges, batch)
         region = load_region(batch, edges)
         labels = correlated_labels(region)
-        shared_before = previous_shared(sorted(labels))
+        shared_before = previous_shared(sorted(set(labels) - set(batch)))  # the batch shares nothing yet
         previous = {obs: region.rows[obs].flows() | shared_before.get(obs, set()) for obs in labels}
         assignment = assign_flow_ids(region, labels, previous)
         memberships = Memberships({obs: {assignment.flow_of[label] for label in found} for obs, found in labels.items()})
