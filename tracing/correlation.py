@@ -308,6 +308,9 @@ def assign_flows(members: Iterable[Member], edges: Iterable[CausalEdge]) -> dict
     keys: dict[int, frozenset[str]] = {}
     for unit in keyed_units:
         everything = frozenset(key_of[obs] for obs in by_unit[unit] if obs in key_of)
+        if len(everything) == 1:  # the common case, a trace of one order: everything serves its key
+            keys.update(dict.fromkeys(by_unit[unit], everything))
+            continue
         for obs in by_unit[unit]:
             keys[obs] = frozenset(_keys_in_keyed_unit(obs, causes, effects, key_of)) or everything
     keyless = sorted(set(by_unit) - keyed_units)

@@ -227,13 +227,13 @@ class RegionRow:
     business_key: str
     event_id: str
     flow_id: int | None
+    unit: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unit = unit_of(self.id, self.trace_id)
 
     def flows(self) -> set[int]:
         return set() if self.flow_id is None else {self.flow_id}
-
-    @property
-    def unit(self) -> str:
-        return unit_of(self.id, self.trace_id)
 
     def node(self) -> FlowNode:
         return FlowNode(
