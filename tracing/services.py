@@ -614,8 +614,11 @@ def new_flows_in_hand(
         for flow_id in flows & new_flows:
             found[flow_id][0].append(region.rows[obs].node())
     for source, target, _ in region.edges:
-        if source in memberships.flows and target in memberships.flows:
-            for flow_id in memberships.flows[source] & memberships.flows[target] & new_flows:
+        cause_flows, effect_flows = memberships.flows.get(source), memberships.flows.get(target)
+        if cause_flows is None or effect_flows is None:
+            continue
+        for flow_id in cause_flows:
+            if flow_id in new_flows and flow_id in effect_flows:
                 found[flow_id][1].append((source, target))
     return found
 
