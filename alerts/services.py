@@ -38,7 +38,8 @@ from alerts.flowmodel import FlowModel, Occurrence, Step, learn_flow_model, mode
 from alerts.models import Alert, Delivery, FlowFlip, FlowWatch, LearnedModel
 from alerts.selectors import declared_rules, learned_rules
 from alerts.status import ShownStatus, shown_status
-from tracing.models import Edge, Flow, Observation
+from tracing.models import Flow, Observation, SharedStep
+from tracing.selectors import edges_among, flow_members
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +64,49 @@ def missing_json(dues: Sequence[Due]) -> list[dict[str, Any]]:
 
 
 def traces_of(flow_ids: Iterable[int], with_causes: bool = False) -> dict[int, list[Occurrence]]:
+    """Each flow's observations, shared steps included: a batch consumer that reacted to several
+    orders at once reacted to each of them."""
     ids = list(flow_ids)
-    causes: dict[int, list[int]] = defaultdict(list)
+    rows = flow_members(ids, "id", "service", "name", "start_ns", "kind", "event_source")
+    causes: dict[tuple[int, int], list[int]] = defaultdict(list)
     if with_causes:
-        for source, target in Edge.objects.filter(flow_id__any=ids).values_list("source_id", "target_id"):
-            causes[target].append(source)
+        members: dict[int, set[int]] = defaultdict(set)
+        for flow_id, obs_id, *_ in rows:
+            members[flow_id].add(obs_id)
+        for flow_id, edges in edges_among(members).items():
+            for source, target, _, _ in edges:
+                causes[(flow_id, target)].append(source)
     traces: dict[int, list[Occurrence]] = defaultdict(list)
-    rows = Observation.objects.filter(flow_id__any=ids).values_list(
-        "id", "flow_id", "service", "name", "start_ns", "kind", "event_source"
-    )
-    for obs_id, flow_id, service, name, start_ns, kind, event_source in rows:
+    for flow_id, obs_id, service, name, start_ns, kind, event_source in rows:
         provisional = kind == Observation.Kind.EVENT and service == event_source
         traces[flow_id].append(
-            Occurrence(obs_id, Step(service, name), start_ns / 1e9, tuple(causes.get(obs_id, ())), provisional)
+            Occurrence(obs_id, Step(service, name), start_ns / 1e9, tuple(causes.get((flow_id, obs_id), ())), provisional)
         )
     return traces
 
 
 def first_occurrences(flow_ids: Iterable[int]) -> dict[int, list[Occurrence]]:
     """Each step of these flows once, at its first occurrence: all that deadlines depend on,
-    read grouped so that a long flow repeating a few steps costs a few rows."""
-    rows = (
-        Observation.objects.filter(flow_id__any=list(flow_ids))
+    read grouped so that a long flow repeating a few steps costs a few rows. Shared steps
+    count as each of their flows' (a batch reacts to every order it holds)."""
+    ids = list(flow_ids)
+    first: dict[tuple[int, str, str, str, str], tuple[int, int]] = {}
+    primary = (
+        Observation.objects.filter(flow_id__any=ids)
         .values_list("flow_id", "service", "name", "kind", "event_source")
         .annotate(first_ns=Min("start_ns"), first_id=Min("id"))
     )
+    shared = (
+        SharedStep.objects.filter(flow_id__any=ids)
+        .values_list("flow_id", "observation__service", "observation__name", "observation__kind", "observation__event_source")
+        .annotate(first_ns=Min("observation__start_ns"), first_id=Min("observation_id"))
+    )
+    for flow_id, service, name, kind, event_source, first_ns, first_id in [*primary, *shared]:
+        step = (flow_id, service, name, kind, event_source)
+        earlier = first.get(step)
+        first[step] = (first_ns, first_id) if earlier is None else (min(earlier[0], first_ns), min(earlier[1], first_id))
     traces: dict[int, list[Occurrence]] = defaultdict(list)
-    for flow_id, service, name, kind, event_source, first_ns, first_id in rows:
+    for (flow_id, service, name, kind, event_source), (first_ns, first_id) in first.items():
         provisional = kind == Observation.Kind.EVENT and service == event_source
         traces[flow_id].append(Occurrence(first_id, Step(service, name), first_ns / 1e9, (), provisional))
     return traces

@@ -320,8 +320,9 @@ def flow_updates(flow_ids: list[int], observation_ids: list[int], merged: Mappin
         flow = Flow.objects.filter(id=flow_id, merged_into__isnull=True).first()
         if flow is None:
             continue
-        new_ids = list(Observation.objects.filter(flow_id=flow_id, id__any=observation_ids).values_list("id", flat=True))
-        update: FlowPublication = {"flow": flow_page_detail(flow), "new": sorted(new_ids)}
+        detail = flow_page_detail(flow)
+        batch = set(observation_ids)  # shared steps included: they are this flow's nodes too
+        update: FlowPublication = {"flow": detail, "new": sorted(node["id"] for node in detail["nodes"] if node["id"] in batch)}
         messages.append((group, update))
     return messages
 

@@ -13,6 +13,9 @@ The mapping:
   ``flow_id``, ``flow_type`` and ``status`` (as people see it), stamped at the flow's start.
 - each event is related (**e2o**) to its flow's object, qualified ``key`` when the event
   carries that business key itself and ``step`` when it belongs to the flow by causality alone.
+- an event that is a shared step of several flows (an aggregate event serving many orders) is
+  written once and related to each of their objects: its primary flow's as above, the others
+  qualified ``shared`` (those among the exported flows).
 - objects are related (**o2o**, qualified ``follows``) when an observation of one flow caused
   one of the other (a cross-flow edge).
 
@@ -29,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from dashboard.api.serializers import OcelAttributeType, OcelEvent, OcelObject, OcelType
+from dashboard.api.serializers import OcelAttributeType, OcelEvent, OcelObject, OcelRelationship, OcelType
 
 KEY_PREFIX = re.compile(r"^([A-Za-z][A-Za-z_]*)-.")
 OBJECT_ATTRIBUTES = (("flow_id", "integer"), ("flow_type", "string"), ("status", "string"))
@@ -59,15 +62,20 @@ def ocel_object(flow: Mapping[str, Any], follows: Iterable[str] = ()) -> OcelObj
     }
 
 
-def ocel_event(row: Mapping[str, Any], flow_key: str) -> OcelEvent:
+def ocel_event(row: Mapping[str, Any], flow_key: str, shared_keys: Iterable[str] = ()) -> OcelEvent:
     """A business event row (identity, name, service, status, start_ns, business_key) as an
-    OCEL event related to its flow's object."""
+    OCEL event related to its flow's object, and to the objects of the other flows it serves
+    as a shared step (qualified ``shared``)."""
+    relationships: list[OcelRelationship] = [
+        {"objectId": flow_key, "qualifier": "key" if row["business_key"] == flow_key else "step"}
+    ]
+    relationships += [{"objectId": key, "qualifier": "shared"} for key in shared_keys if key != flow_key]
     return {
         "id": row["identity"],
         "type": row["name"],
         "time": ocel_time(row["start_ns"]),
         "attributes": [{"name": "service", "value": row["service"]}, {"name": "status", "value": row["status"]}],
-        "relationships": [{"objectId": flow_key, "qualifier": "key" if row["business_key"] == flow_key else "step"}],
+        "relationships": relationships,
     }
 
 
@@ -113,7 +121,8 @@ def ocel_chunks(
     def events() -> Iterator[OcelEvent]:
         for flow_id, row in event_rows:
             event_types.add(row["name"])
-            yield ocel_event(row, keys[flow_id])
+            shared = [keys[other] for other in row.get("shared_with", ()) if other in keys]
+            yield ocel_event(row, keys[flow_id], shared)
 
     yield from _array("objects", objects(), first=True)
     yield from _array("events", events(), first=False)

@@ -56,7 +56,7 @@ def flow_page_detail(flow: Flow) -> FlowDetail:
 def with_linked_flows(detail: FlowDetail) -> FlowDetail:
     """Mark span links that point into another flow with that flow's id and key, so the
     inspector can make them clickable (OTel messaging consumers link to producers across traces)."""
-    # Correlation joins linked spans into one flow, so nearly every link points inside this one.
+    # A link usually points inside this flow; a batch consumer's links point at other orders' flows.
     inside = {(node.get("trace_id"), node.get("span_id")) for node in detail["nodes"] if node.get("kind") == "span"}
     wanted: dict[str, list[dict[str, Any]]] = {}
     for node in detail["nodes"]:

@@ -1,11 +1,12 @@
 """The pure core of correlation: plain functions over plain data, no database.
 
 Each observation is reduced to a ``Linkage``: the *anchors* it can be referred to by (its span,
-its event id, the message it produced, its business key) and the *references* it makes to
-anchors of others (its parent span, its links, the span that emitted it, the event that caused
-it, the message it consumed, its business key). ``tracing.services`` stores anchors, resolves
-references into cause → effect edges (or keeps them pending until their target arrives), and
-unions flows; the summary functions here then describe each flow.
+its event id, the message it produced) and the *references* it makes to anchors of others (its
+parent span, its links, the span that emitted it, the event that caused it, the message it
+consumed), plus its own business key. ``tracing.services`` stores anchors and resolves
+references into cause → effect edges (or keeps them pending until their target arrives);
+``assign_flows`` then decides which flows each observation serves, business keys being the
+boundaries between flows, and the summary functions here describe each flow.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from tracing.flowconfig import FlowsConfig, FlowType
 from tracing.records import SPAN_KIND_PRODUCER
 
 CAUSED_BY, EMITTED_BY, CHILD_OF, FOLLOWS_FROM, DELIVERS = "caused_by", "emitted_by", "child_of", "follows_from", "delivers"
-MEMBER = "member"  # same business key: joins flows, draws no edge
 
 # Messaging semantic conventions: ``messaging.operation.type`` (current) and the older
 # ``messaging.operation``. ``publish``/``deliver`` are the pre-1.26 names of ``send``/``process``.
@@ -53,7 +53,7 @@ class ObservationLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class Reference:
     anchor: str
-    kind: str  # an edge kind, or MEMBER
+    kind: str  # an edge kind
     anchor_is_cause: bool = True  # False: this observation is the cause, the anchored one the effect
 
 
@@ -85,10 +85,6 @@ def event_anchor(source: str, event_id: str) -> str:
 
 def message_anchor(message_id: str) -> str:
     return f"msg:{_bounded(message_id)}"
-
-
-def key_anchor(key: str) -> str:
-    return f"key:{_bounded(key)}"
 
 
 def attribute_text(value: Any) -> str:
@@ -190,21 +186,174 @@ def event_linkage(obs: ObservationLike) -> tuple[list[str], list[Reference]]:
 def linkage(obs: ObservationLike, config: FlowsConfig) -> Linkage:
     """Everything correlation needs to know about one observation."""
     anchors, references = span_linkage(obs) if obs.kind == "span" else event_linkage(obs)
-    key = business_key(obs, config)
-    if key:
-        # Every member claims the key's anchor; the first to arrive owns it and the others join it.
-        anchors.append(key_anchor(key))
-        references.append(Reference(key_anchor(key), MEMBER))
-    return Linkage(tuple(dict.fromkeys(anchors)), tuple(dict.fromkeys(references)), key)
+    # A business key joins nothing by itself: flows are made of keys (``assign_flows``).
+    return Linkage(tuple(dict.fromkeys(anchors)), tuple(dict.fromkeys(references)), business_key(obs, config))
 
 
 def edge_between(owner: int, observation: int, reference: Reference) -> tuple[int, int, str] | None:
-    """The cause → effect edge a resolved reference makes, or None (membership, self-reference)."""
-    if reference.kind == MEMBER or owner == observation:
+    """The cause → effect edge a resolved reference makes, or None (a self-reference)."""
+    if owner == observation:
         return None
     if reference.anchor_is_cause:
         return owner, observation, reference.kind
     return observation, owner, reference.kind
+
+
+# --- Which flows an observation serves -----------------------------------------------------------
+
+# A flow is named by a label: ("key", business key) for the flow of a key, or ("keyless", the
+# smallest unit of a group of keyless units) for a transaction nobody gave a key.
+FlowLabel = tuple[str, str]
+CausalEdge = tuple[int, int, str]  # cause, effect, kind
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What ``assign_flows`` needs of an observation: its id, its unit and its own key."""
+
+    id: int
+    unit: str
+    key: str = ""
+
+
+def unit_of(observation_id: int, trace_id: str) -> str:
+    """A trace is one transaction: its spans and the events emitted within it (their
+    ``traceparent``) are one unit, even when the span that ties them never arrives. An event
+    outside any trace is a unit of its own."""
+    return f"t:{trace_id}" if trace_id else f"o:{observation_id}"
+
+
+def _nearest_keys(start: int, step: Mapping[int, list[int]], key_of: Mapping[int, str], nearest_only: bool) -> set[str]:
+    """Own keys met walking from ``start`` along ``step``, never past a keyed observation:
+    those of the nearest level that has any (``nearest_only``), else all of them."""
+    seen, level, found = {start}, [start], set[str]()
+    while level and not (nearest_only and found):
+        following = []
+        for node in level:
+            for other in step.get(node, ()):
+                if other in seen:
+                    continue
+                seen.add(other)
+                if key_of.get(other):
+                    found.add(key_of[other])
+                else:
+                    following.append(other)
+        level = following
+    return found
+
+
+def _keys_in_keyed_unit(
+    obs: int, causes: Mapping[int, list[int]], effects: Mapping[int, list[int]], key_of: Mapping[int, str]
+) -> set[str]:
+    if key_of.get(obs):
+        return {key_of[obs]}
+    return _nearest_keys(obs, causes, key_of, nearest_only=True) or _nearest_keys(obs, effects, key_of, nearest_only=False)
+
+
+def _reached_keys(
+    unit: str, neighbours: Mapping[str, list[tuple[int, str]]], keyed_units: set[str], keys: Mapping[int, frozenset[str]]
+) -> set[str]:
+    """Keys of the keyed-unit observations reached from ``unit`` along ``neighbours`` (causes or
+    effects across units), passing through keyless units only."""
+    seen, stack, found = {unit}, [unit], set[str]()
+    while stack:
+        for obs, other in neighbours.get(stack.pop(), ()):
+            if other in keyed_units:
+                found |= keys.get(obs, frozenset())
+            elif other not in seen:
+                seen.add(other)
+                stack.append(other)
+    return found
+
+
+def assign_flows(members: Iterable[Member], edges: Iterable[CausalEdge]) -> dict[int, frozenset[FlowLabel]]:
+    """The flows every observation serves, from the observations and the edges between them.
+
+    1. An observation with its own business key K serves K's flow alone.
+    2. A keyless observation in a unit that holds keys serves the key of its nearest keyed cause
+       inside the unit; else the keys of its keyed effects inside the unit (not past a keyed
+       one); else every key of the unit (a nightly job walking many orders: its root serves all
+       of them, a step under the span of order 5 serves order 5).
+    3. A keyless unit serves the keys of the keyed-unit observations that cause it across units
+       (links, causation, delivered messages), reached through keyless units only; without
+       causes, those of its effects reached the same way (a batch consumer linking the producers
+       of three orders serves the three).
+    4. Keyless units still without a key, joined to each other by any relation, are one
+       keyless flow.
+
+    Keys are boundaries: two keys never make one flow, an observation serving several flows is
+    a shared step of each. The result is a function of the set of members and edges alone (no
+    order, no earlier state), which is what makes correlation independent of arrival order."""
+    member_list = list(members)
+    unit_by_obs = {m.id: m.unit for m in member_list}
+    key_of = {m.id: m.key for m in member_list if m.key}
+    by_unit: dict[str, list[int]] = defaultdict(list)
+    for m in member_list:
+        by_unit[m.unit].append(m.id)
+    causes: dict[int, list[int]] = defaultdict(list)
+    effects: dict[int, list[int]] = defaultdict(list)
+    units_upstream: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    units_downstream: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for source, target, _ in sorted(set(edges)):
+        source_unit, target_unit = unit_by_obs.get(source), unit_by_obs.get(target)
+        if source_unit is None or target_unit is None or source == target:
+            continue
+        if source_unit == target_unit:
+            causes[target].append(source)
+            effects[source].append(target)
+        else:
+            units_upstream[target_unit].append((source, source_unit))
+            units_downstream[source_unit].append((target, target_unit))
+    keyed_units = {unit for unit, ids in by_unit.items() if any(obs in key_of for obs in ids)}
+    keys: dict[int, frozenset[str]] = {}
+    for unit in keyed_units:
+        everything = frozenset(key_of[obs] for obs in by_unit[unit] if obs in key_of)
+        if len(everything) == 1:  # the common case, a trace of one order: everything serves its key
+            keys.update(dict.fromkeys(by_unit[unit], everything))
+            continue
+        for obs in by_unit[unit]:
+            keys[obs] = frozenset(_keys_in_keyed_unit(obs, causes, effects, key_of)) or everything
+    keyless = sorted(set(by_unit) - keyed_units)
+    result: dict[int, frozenset[FlowLabel]] = {obs: frozenset(("key", key) for key in found) for obs, found in keys.items()}
+    unkeyed: list[str] = []
+    for unit in keyless:
+        found = _reached_keys(unit, units_upstream, keyed_units, keys) or _reached_keys(unit, units_downstream, keyed_units, keys)
+        if not found:
+            unkeyed.append(unit)
+        for obs in by_unit[unit]:
+            result[obs] = frozenset(("key", key) for key in found)
+    for group in _joined_units(unkeyed, units_downstream):
+        label = frozenset({("keyless", min(group))})
+        for unit in group:
+            for obs in by_unit[unit]:
+                result[obs] = label
+    return result
+
+
+def _joined_units(units: list[str], downstream: Mapping[str, list[tuple[int, str]]]) -> list[list[str]]:
+    parent = {unit: unit for unit in units}
+
+    def find(unit: str) -> str:
+        while parent[unit] != unit:
+            parent[unit] = parent[parent[unit]]
+            unit = parent[unit]
+        return unit
+
+    for unit in units:
+        for _, other in downstream.get(unit, ()):
+            if other in parent:
+                low, high = sorted((find(unit), find(other)))
+                parent[high] = low
+    groups: dict[str, list[str]] = defaultdict(list)
+    for unit in units:
+        groups[find(unit)].append(unit)
+    return list(groups.values())
+
+
+def clock_skew(cause_start_ns: int, effect_start_ns: int) -> int:
+    """How far (ns) an effect's clock appears behind its cause's: an effect cannot start before
+    its cause, so a negative gap is the clocks disagreeing. 0 when the order is plausible."""
+    return max(0, cause_start_ns - effect_start_ns)
 
 
 # --- Flow summaries ------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ class Observation(models.Model):
             models.Index(fields=["flow", "start_ns"], name="obs_flow_time"),
             models.Index(fields=["id"], name="obs_uncorrelated", condition=Q(flow__isnull=True)),
             models.Index(fields=["received_at"], name="obs_received"),
+            # A trace is one transaction: correlation reads a trace's observations as a unit.
+            models.Index(fields=["trace_id"], name="obs_trace", condition=~Q(trace_id="")),
         ]
 
     def __str__(self) -> str:
@@ -127,8 +129,25 @@ class FlowFacet(models.Model):
         return f"{self.facet}={self.value}"
 
 
+class SharedStep(models.Model):
+    """One more flow an observation serves besides its primary one (``Observation.flow``): a
+    batch consumer's span, the spans under it, an aggregate event caused by several orders. The
+    observation is stored once and shown in each of its flows."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["flow", "observation"], name="shared_step_unique")]
+        indexes = [models.Index(fields=["observation"], name="shared_step_observation")]
+
+    def __str__(self) -> str:
+        return f"{self.observation_id} also in {self.flow_id}"
+
+
 class Edge(models.Model):
-    """Cause → effect between two observations of one flow."""
+    """Cause → effect between two observations: drawn in every flow both ends serve, and a
+    cross-flow edge (``cross_flow``) when they serve no flow in common."""
 
     class Kind(models.TextChoices):
         CAUSED_BY = "caused_by"
@@ -142,6 +161,8 @@ class Edge(models.Model):
     source = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     target = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # True when source and target serve no flow in common (an order's event causing a shipment).
+    cross_flow = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "target", "kind"], name="edge_unique")]

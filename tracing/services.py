@@ -40,10 +40,23 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from tracing.bulk import allocate_ids, chunks, insert_rows, remap_column, update_rows
-from tracing.correlation import EMITTED_BY, FlowNode, Linkage, edge_between, linkage, summarize_flow
+from tracing.correlation import (
+    EMITTED_BY,
+    CausalEdge,
+    FlowLabel,
+    FlowNode,
+    Linkage,
+    Member,
+    assign_flows,
+    edge_between,
+    linkage,
+    summarize_flow,
+    unit_of,
+)
 from tracing.flowconfig import FlowsConfig, flows_config
 from tracing.metrics import timed_batch
-from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, SpanLog, anchor_digest
+from tracing.models import Anchor, Edge, Flow, FlowFacet, Observation, PendingRef, SharedStep, SpanLog, anchor_digest
+from tracing.selectors import edges_among, flow_members
 from tracing.signals import flows_changed
 
 logger = logging.getLogger(__name__)
@@ -69,32 +82,6 @@ CLAIM_FIELDS = (
 
 def ns_to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
-
-
-class UnionFind:
-    """Components over observation nodes (``("o", id)``) and existing flows (``("f", id)``)."""
-
-    def __init__(self) -> None:
-        self.parent: dict[tuple[str, int], tuple[str, int]] = {}
-
-    def find(self, node: tuple[str, int]) -> tuple[str, int]:
-        parent = self.parent.setdefault(node, node)
-        while parent != node:
-            grandparent = self.parent[parent]
-            self.parent[node] = grandparent
-            node, parent = parent, grandparent
-        return node
-
-    def union(self, a: tuple[str, int], b: tuple[str, int]) -> None:
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self.parent[max(root_a, root_b)] = min(root_a, root_b)
-
-    def groups(self) -> dict[tuple[str, int], list[tuple[str, int]]]:
-        result: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
-        for node in list(self.parent):
-            result[self.find(node)].append(node)
-        return result
 
 
 @dataclass
@@ -172,108 +159,337 @@ def claim_anchors(linkages: dict[int, Linkage]) -> dict[str, tuple[int, int | No
     return owners
 
 
-def node_of(observation_id: int, flow_id: int | None) -> tuple[str, int]:
-    return ("f", flow_id) if flow_id is not None else ("o", observation_id)
-
-
 def resolve_references(
-    observations: list[Claimed],
-    linkages: dict[int, Linkage],
-    owners: dict[str, tuple[int, int | None]],
-    components: UnionFind,
-) -> tuple[list[tuple[int, int, str]], list[tuple[UUID, int, str, bool, datetime]]]:
-    edges: list[tuple[int, int, str]] = []
+    observations: list[Claimed], linkages: dict[int, Linkage], owners: dict[str, tuple[int, int | None]]
+) -> tuple[list[CausalEdge], list[tuple[UUID, int, str, bool, datetime]]]:
+    edges: list[CausalEdge] = []
     pending: list[tuple[UUID, int, str, bool, datetime]] = []
     now = timezone.now()
     for obs in observations:
-        components.find(("o", obs.id))
         for reference in linkages[obs.id].references:
             owner = owners.get(reference.anchor)
             if owner is None:
                 pending.append((anchor_digest(reference.anchor), obs.id, reference.kind, reference.anchor_is_cause, now))
                 continue
-            components.union(("o", obs.id), node_of(*owner))
             edge = edge_between(owner[0], obs.id, reference)
             if edge:
                 edges.append(edge)
     return edges, pending
 
 
-def resolve_earlier_pending(won: dict[str, int], components: UnionFind) -> tuple[list[tuple[int, int, str]], list[int]]:
+def resolve_earlier_pending(won: dict[str, int]) -> tuple[list[CausalEdge], list[int]]:
     """Pending references of earlier observations that point at names this batch now owns."""
-    edges: list[tuple[int, int, str]] = []
+    edges: list[CausalEdge] = []
     resolved: list[int] = []
     owner_of = {anchor_digest(name): owner for name, owner in won.items()}
     for part in chunks(sorted(owner_of)):
         rows = PendingRef.objects.filter(anchor__any=part).values_list(
-            "id", "anchor", "observation_id", "kind", "anchor_is_cause", "observation__flow_id"
+            "id", "anchor", "observation_id", "kind", "anchor_is_cause"
         )
-        for ref_id, anchor, observation_id, kind, anchor_is_cause, flow_id in rows:
+        for ref_id, anchor, observation_id, kind, anchor_is_cause in rows:
             owner = owner_of[anchor]
-            components.union(("o", owner), node_of(observation_id, flow_id))
-            edges.append((owner, observation_id, kind) if anchor_is_cause else (observation_id, owner, kind))
+            if owner != observation_id:
+                edges.append((owner, observation_id, kind) if anchor_is_cause else (observation_id, owner, kind))
             resolved.append(ref_id)
     return edges, resolved
 
 
-def merge_flows(survivor_of: dict[int, int]) -> None:
-    """Absorbed flows hand their observations and edges to their survivors and point at them:
-    ``{absorbed flow id: surviving flow id}``, all merges of a batch in a few statements."""
-    if not survivor_of:
-        return
-    remap_column(Observation, "flow", survivor_of)
-    remap_column(Edge, "flow", survivor_of)
-    for part in chunks(sorted(survivor_of)):
-        FlowFacet.objects.filter(flow_id__any=part).delete()
-    remap_column(Flow, "merged_into", survivor_of)  # flows absorbed earlier follow to the new survivor
-    now = timezone.now()
-    update_rows(Flow, ["merged_into", "observation_count", "updated_at"], [(a, s, 0, now) for a, s in survivor_of.items()])
+# --- The region a batch can change ------------------------------------------------------------
+
+REGION_FIELDS = (
+    "id",
+    "kind",
+    "name",
+    "service",
+    "start_ns",
+    "end_ns",
+    "status",
+    "trace_id",
+    "business_key",
+    "event_id",
+    "flow_id",
+)
+EDGE_FIELDS = ("id", "source_id", "target_id", "kind", "flow_id", "cross_flow")
 
 
-def join_existing_flows(components: UnionFind, outcome: BatchOutcome) -> dict[tuple[str, int], int]:
-    """The flow of every component that holds one (its oldest; the others are merged into it):
-    root → flow id. Components of batch observations only get new flows (``create_flows``)."""
-    flow_of_root: dict[tuple[str, int], int] = {}
-    for root, members in components.groups().items():
-        flows = sorted(node_id for kind, node_id in members if kind == "f")
-        if not flows:
+@dataclass(slots=True)
+class RegionRow:
+    """A correlated observation the batch may move (or one of this batch, ``flow_id`` None)."""
+
+    id: int
+    kind: str
+    name: str
+    service: str
+    start_ns: int
+    end_ns: int | None
+    status: str
+    trace_id: str
+    business_key: str
+    event_id: str
+    flow_id: int | None
+    unit: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unit = unit_of(self.id, self.trace_id)
+
+    def flows(self) -> set[int]:
+        return set() if self.flow_id is None else {self.flow_id}
+
+    def node(self) -> FlowNode:
+        return FlowNode(
+            self.id,
+            self.kind,
+            self.name,
+            self.service,
+            self.start_ns,
+            self.end_ns,
+            self.status,
+            self.trace_id,
+            self.business_key,
+            self.event_id,
+        )
+
+
+@dataclass
+class Region:
+    """The observations whose flows a batch can change, and the edges among them.
+
+    Memberships depend on a unit (a trace) as a whole, and a keyless unit depends on the keyed
+    units it reaches through keyless units: the batch's units, every keyless unit joined to them
+    through keyless units, and the keyed units bordering those. A keyed unit is a boundary (its
+    memberships do not depend on its neighbours), so a batch consumer touching many orders does
+    not pull in the orders' other traces; a bordering observation with its own key is read
+    alone, since its flow is its key's."""
+
+    rows: dict[int, RegionRow] = field(default_factory=dict)
+    # (cause, effect, kind) → (edge id, or None for this batch's new edges; flow; cross_flow)
+    edges: dict[CausalEdge, tuple[int | None, int | None, bool]] = field(default_factory=dict)
+    units: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    whole: set[str] = field(default_factory=set)  # units read whole
+
+    def add(self, row: RegionRow) -> None:
+        if row.id not in self.rows:
+            self.rows[row.id] = row
+            self.units[row.unit].append(row.id)
+
+    def keyless(self, unit: str) -> bool:
+        return unit in self.whole and not any(self.rows[obs].business_key for obs in self.units[unit])
+
+
+def _read_rows(region: Region, **lookup: Any) -> None:
+    for values in Observation.objects.filter(flow__isnull=False, **lookup).values_list(*REGION_FIELDS):
+        region.add(RegionRow(*values))
+
+
+def _read_units(region: Region, units: set[str]) -> None:
+    traces = sorted(unit[2:] for unit in units if unit.startswith("t:"))
+    for part in chunks(traces):
+        _read_rows(region, trace_id__any=part)
+    region.whole |= units
+
+
+def _read_edges(region: Region, observation_ids: list[int]) -> None:
+    for column in ("source_id", "target_id"):
+        for part in chunks(observation_ids):
+            for edge_id, source, target, kind, flow_id, cross in Edge.objects.filter(**{f"{column}__any": part}).values_list(
+                *EDGE_FIELDS
+            ):
+                region.edges.setdefault((source, target, kind), (edge_id, flow_id, cross))
+
+
+def load_region(batch: dict[int, Claimed], new_edges: list[CausalEdge]) -> Region:
+    region = Region()
+    for obs in batch.values():
+        region.add(
+            RegionRow(
+                obs.id,
+                obs.kind,
+                obs.name,
+                obs.service,
+                obs.start_ns,
+                obs.end_ns,
+                obs.status,
+                obs.trace_id,
+                obs.business_key,
+                obs.event_id,
+                None,
+            )
+        )
+    for edge in new_edges:
+        region.edges[edge] = (None, None, False)
+    expand = set(region.units)
+    expanded: set[str] = set()
+    # No stored edge touches the batch yet: its observations were uncorrelated, and every edge
+    # with an end in it is one of ``new_edges``.
+    edges_read: set[int] = set(batch)
+    while expand:
+        _read_units(region, expand - region.whole)
+        expanded |= expand
+        inside = [obs for unit in expand for obs in region.units[unit]]
+        _read_edges(region, sorted(set(inside) - edges_read))
+        edges_read.update(inside)
+        inside_set = set(inside)
+        outside = {
+            end
+            for source, target, _ in region.edges
+            for end in (source, target)
+            if (source in inside_set) != (target in inside_set)
+        }
+        missing = sorted(outside - set(region.rows))
+        for part in chunks(missing):
+            _read_rows(region, id__any=part)
+        neighbours = {region.rows[obs].unit for obs in outside if obs in region.rows}
+        # A bordering observation with its own key serves its key's flow whatever its unit holds.
+        to_read = {
+            unit
+            for unit in neighbours
+            if unit not in region.whole and any(not region.rows[o].business_key for o in region.units[unit])
+        }
+        to_read |= {unit for unit in neighbours if unit.startswith("o:")}
+        _read_units(region, to_read - region.whole)
+        bordering = sorted({obs for unit in to_read for obs in region.units[unit]} - edges_read)
+        _read_edges(region, bordering)  # the edges inside a bordering unit decide its memberships
+        edges_read.update(bordering)
+        expand = {unit for unit in neighbours if unit not in expanded and region.keyless(unit)}
+    return region
+
+
+# --- From memberships to flows ----------------------------------------------------------------
+
+
+def previous_shared(observation_ids: list[int]) -> dict[int, set[int]]:
+    shared: dict[int, set[int]] = defaultdict(set)
+    for part in chunks(observation_ids):
+        for obs_id, flow_id in SharedStep.objects.filter(observation_id__any=part).values_list("observation_id", "flow_id"):
+            shared[obs_id].add(flow_id)
+    return shared
+
+
+@dataclass
+class FlowAssignment:
+    flow_of: dict[FlowLabel, int]
+    new_flows: set[int]
+    merged: dict[int, int]
+
+
+def reusable_flows(region: Region, previous: dict[int, set[int]], keyed: set[int]) -> set[int]:
+    """Earlier flows of region rows that name no key: those whose every member is in the region
+    and carries no key of its own (a keyless flow, or one a key now absorbs)."""
+    members: dict[int, list[int]] = defaultdict(list)
+    for obs, flows in previous.items():
+        for flow_id in flows:
+            members[flow_id].append(obs)
+    candidates = sorted(set(members) - keyed)
+    found: set[int] = set()
+    for part in chunks(candidates):
+        for flow_id, count in Flow.objects.filter(id__any=part, merged_into__isnull=True).values_list("id", "observation_count"):
+            if count == len(members[flow_id]) and not any(region.rows[obs].business_key for obs in members[flow_id]):
+                found.add(flow_id)
+    return found
+
+
+def assign_flow_ids(region: Region, labels: dict[int, frozenset[FlowLabel]], previous: dict[int, set[int]]) -> FlowAssignment:
+    """A flow id for every label: the flow of a key is the surviving flow with that key; a label
+    without one takes over the oldest earlier keyless flow of its members (so links to it stay
+    valid), else gets a new flow. Earlier keyless flows left over are merged into the flow most
+    of their members moved to (``merged_into`` keeps old links working)."""
+    keys = sorted({value for found in labels.values() for kind, value in found if kind == "key"})
+    flow_of: dict[FlowLabel, int] = {}
+    for part in chunks(keys):
+        for flow_id, key in Flow.objects.filter(key__any=part, merged_into__isnull=True).order_by("-id").values_list("id", "key"):
+            flow_of[("key", key)] = flow_id
+    reusable = reusable_flows(region, previous, set(flow_of.values()))
+    members_of: dict[FlowLabel, list[int]] = defaultdict(list)
+    for obs, found in labels.items():
+        for label in found:
+            members_of[label].append(obs)
+    unnamed = sorted(label for label in members_of if label not in flow_of)
+    for label in unnamed:
+        earlier = sorted({flow for obs in members_of[label] for flow in previous.get(obs, ()) if flow in reusable})
+        if earlier:
+            flow_of[label] = earlier[0]
+            reusable.discard(earlier[0])
+    new_labels = [label for label in unnamed if label not in flow_of]
+    new_ids = allocate_ids(Flow, len(new_labels))
+    flow_of.update(zip(new_labels, new_ids, strict=True))
+    merged: dict[int, int] = {}
+    for flow_id in sorted(reusable):
+        moved_to: dict[int, int] = defaultdict(int)
+        for obs, flows in previous.items():
+            if flow_id in flows:
+                moved_to[min(flow_of[label] for label in labels[obs])] += 1
+        if moved_to:
+            merged[flow_id] = max(sorted(moved_to), key=lambda target: moved_to[target])
+    return FlowAssignment(flow_of, set(new_ids), merged)
+
+
+@dataclass
+class Memberships:
+    """Flow ids per region row, written as a primary flow (the smallest id) and shared steps."""
+
+    flows: dict[int, set[int]]
+
+    def primary(self, obs: int) -> int:
+        return min(self.flows[obs])
+
+
+def write_memberships(
+    region: Region,
+    batch: dict[int, Claimed],
+    memberships: Memberships,
+    previous: dict[int, set[int]],
+    shared_before: dict[int, set[int]],
+) -> set[int]:
+    """Store primary flows, shared steps and edge flows; returns the flows whose members changed."""
+    changed: set[int] = set()
+    moved: list[tuple[int, int]] = []
+    for obs, flows in memberships.flows.items():
+        primary = memberships.primary(obs)
+        if obs in batch:
+            batch[obs].flow_id = primary
+            changed |= flows
+        elif previous.get(obs) != flows:
+            changed |= flows | previous.get(obs, set())
+            if region.rows[obs].flow_id != primary:
+                moved.append((obs, primary))
+    update_rows(Observation, ["flow"], moved)
+    save_batch_observations(list(batch.values()))
+    stale, fresh = [], []
+    for obs, flows in memberships.flows.items():
+        wanted = flows - {memberships.primary(obs)}
+        before = shared_before.get(obs, set())
+        stale += [(flow, obs) for flow in before - wanted]
+        fresh += [(flow, obs) for flow in wanted - before]
+    stale_by_flow: dict[int, list[int]] = defaultdict(list)
+    for stale_flow, obs in stale:
+        stale_by_flow[stale_flow].append(obs)
+    for stale_flow, observation_ids in stale_by_flow.items():
+        for part in chunks(observation_ids):
+            SharedStep.objects.filter(flow_id=stale_flow, observation_id__any=part).delete()
+    insert_rows(SharedStep, ["flow", "observation"], fresh)
+    new_edges, edge_updates = [], []
+    for (source, target, kind), (edge_id, flow_id, cross) in region.edges.items():
+        if source not in memberships.flows or target not in memberships.flows:
             continue
-        survivor, absorbed = flows[0], flows[1:]
-        outcome.merged.update(dict.fromkeys(absorbed, survivor))
-        flow_of_root[root] = survivor
-    merge_flows(outcome.merged)
-    outcome.flow_ids.update(flow_of_root.values())
-    return flow_of_root
+        now_flow, now_cross = memberships.primary(target), not (memberships.flows[source] & memberships.flows[target])
+        if edge_id is None:
+            new_edges.append((source, target, kind, now_flow, now_cross))
+        elif (flow_id, cross) != (now_flow, now_cross):
+            edge_updates.append((edge_id, now_flow, now_cross))
+    insert_rows(Edge, ["source", "target", "kind", "flow", "cross_flow"], new_edges)
+    update_rows(Edge, ["flow", "cross_flow"], edge_updates)
+    return changed
 
 
-def create_flows(
-    members: dict[tuple[str, int], list[Claimed]], edges: list[tuple[int, int, str]], config: FlowsConfig
-) -> dict[tuple[str, int], int]:
-    """Write one flow, summary included, per component made only of this batch's observations:
-    root → new flow id. Every observation and edge of such a flow is in hand, so its summary
-    needs no read."""
-    if not members:
-        return {}
-    root_of = {obs.id: root for root, group in members.items() for obs in group}
-    edges_of: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    for source, target, _ in edges:
-        if (root := root_of.get(target)) is not None:
-            edges_of[root].append((source, target))
-    roots = sorted(members, key=lambda root: root[1])
-    ids = allocate_ids(Flow, len(roots))
+def absorb_flows(merged: dict[int, int]) -> None:
+    """Flows that turned out to be part of others point at them (their members moved already)."""
+    if not merged:
+        return
+    for part in chunks(sorted(merged)):
+        FlowFacet.objects.filter(flow_id__any=part).delete()
+    remap_column(Flow, "merged_into", merged)  # flows absorbed earlier follow to the new survivor
     now = timezone.now()
-    rows, facets = [], []
-    for flow_id, root in zip(ids, roots, strict=True):
-        nodes = [
-            FlowNode(o.id, o.kind, o.name, o.service, o.start_ns, o.end_ns, o.status, o.trace_id, o.business_key, o.event_id)
-            for o in members[root]
-        ]
-        summary, flow_facets = summary_row(flow_id, nodes, edges_of[root], config, now)
-        rows.append((*summary, None))
-        facets += flow_facets
-    insert_rows(Flow, ["id", *SUMMARY_FIELDS, "merged_into"], rows)
-    insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
-    return dict(zip(roots, ids, strict=True))
+    update_rows(Flow, ["merged_into", "observation_count", "updated_at"], [(a, s, 0, now) for a, s in merged.items()])
 
 
 def reattribute_events(edges: list[tuple[int, int, str]], batch: dict[int, Claimed]) -> None:
@@ -345,34 +561,79 @@ def summary_row(
     return row, facets
 
 
-def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
-    """Recompute key, type, status, timings, services, steps and facets of these flows."""
+NODE_FIELDS = ("id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id")
+
+
+def write_flow_summaries(
+    flow_ids: Iterable[int],
+    new_flows: set[int],
+    config: FlowsConfig,
+    in_hand: dict[int, tuple[list[FlowNode], list[tuple[int, int]]]] | None = None,
+) -> None:
+    """Key, type, status, timings, services, steps and facets of these flows, from their members
+    (primary and shared) and the edges among them: inserted for new flows, updated for others.
+    Flows ``in_hand`` (every member and edge known) are summarised without reading them back."""
     ids = sorted(set(flow_ids))
     if not ids:
         return
-    config = flows_config()
+    known = in_hand or {}
     nodes: dict[int, list[FlowNode]] = defaultdict(list)
-    edges: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for part in chunks(ids):
-        rows = Observation.objects.filter(flow_id__any=part).values_list(
-            "flow_id", "id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id"
-        )
-        for flow_id, *values in rows:
-            nodes[flow_id].append(FlowNode(*values))  # type: ignore[arg-type]
-        for flow_id, source, target in Edge.objects.filter(flow_id__any=part).values_list("flow_id", "source_id", "target_id"):
-            edges[flow_id].append((source, target))
+    pairs: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for flow_id, (flow_nodes, flow_edges) in known.items():
+        nodes[flow_id], pairs[flow_id] = flow_nodes, flow_edges
+    unknown = [flow_id for flow_id in ids if flow_id not in known]
+    if unknown:
+        for flow_id, *values in flow_members(unknown, *NODE_FIELDS):
+            nodes[flow_id].append(FlowNode(*values))
+        members = {flow_id: {node.id for node in nodes[flow_id]} for flow_id in unknown}
+        for flow_id, found in edges_among(members).items():
+            pairs[flow_id] = [(source, target) for source, target, _, _ in found]
+    inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     facets: list[FacetRow] = []
     now = timezone.now()
     for flow_id in ids:
         if nodes[flow_id]:
-            row, flow_facets = summary_row(flow_id, nodes[flow_id], edges[flow_id], config, now)
-            updates.append(row)
+            row, flow_facets = summary_row(flow_id, nodes[flow_id], pairs[flow_id], config, now)
+            (inserts if flow_id in new_flows else updates).append(row)
             facets += flow_facets
+    insert_rows(Flow, ["id", *SUMMARY_FIELDS, "merged_into"], [(*row, None) for row in inserts])
     update_rows(Flow, SUMMARY_FIELDS, updates)
-    for part in chunks(ids):
+    stale = [flow_id for flow_id in ids if flow_id not in new_flows]
+    for part in chunks(stale):
         FlowFacet.objects.filter(flow_id__any=part).delete()
     insert_rows(FlowFacet, ["flow", "facet", "value", "started_at"], facets)
+
+
+def new_flows_in_hand(
+    region: Region, memberships: Memberships, new_flows: set[int]
+) -> dict[int, tuple[list[FlowNode], list[tuple[int, int]]]]:
+    """Nodes and edges of the flows this batch creates: all their members are in the region."""
+    found: dict[int, tuple[list[FlowNode], list[tuple[int, int]]]] = {flow_id: ([], []) for flow_id in new_flows}
+    for obs, flows in memberships.flows.items():
+        for flow_id in flows & new_flows:
+            found[flow_id][0].append(region.rows[obs].node())
+    for source, target, _ in region.edges:
+        cause_flows, effect_flows = memberships.flows.get(source), memberships.flows.get(target)
+        if cause_flows is None or effect_flows is None:
+            continue
+        for flow_id in cause_flows:
+            if flow_id in new_flows and flow_id in effect_flows:
+                found[flow_id][1].append((source, target))
+    return found
+
+
+def refresh_flow_summaries(flow_ids: Iterable[int]) -> None:
+    """Recompute key, type, status, timings, services, steps and facets of these flows."""
+    write_flow_summaries(flow_ids, set(), flows_config())
+
+
+def correlated_labels(region: Region) -> dict[int, frozenset[FlowLabel]]:
+    """``assign_flows`` over the region, kept for the rows it decides: those of units read whole
+    and the bordering rows with a key of their own."""
+    members = [Member(row.id, row.unit, row.business_key) for row in region.rows.values()]
+    labels = assign_flows(members, region.edges)
+    return {obs: found for obs, found in labels.items() if region.rows[obs].unit in region.whole or region.rows[obs].business_key}
 
 
 @timed_batch
@@ -386,40 +647,32 @@ def correlate_batch(size: int) -> BatchOutcome:
         config = flows_config()
         batch = {obs.id: obs for obs in observations}
         linkages = {obs.id: linkage(obs, config) for obs in observations}
-        take_correlation_lock()
-        owners = claim_anchors(linkages)
-        components = UnionFind()
-        edges, pending = resolve_references(observations, linkages, owners, components)
-        won = {name: owner for name, (owner, flow_id) in owners.items() if owner in batch and flow_id is None}
-        earlier_edges, resolved = resolve_earlier_pending(won, components)
-        edges += earlier_edges
         for obs in observations:
             obs.business_key = linkages[obs.id].business_key
+        take_correlation_lock()
+        owners = claim_anchors(linkages)
+        edges, pending = resolve_references(observations, linkages, owners)
+        won = {name: owner for name, (owner, flow_id) in owners.items() if owner in batch and flow_id is None}
+        earlier_edges, resolved = resolve_earlier_pending(won)
+        edges += earlier_edges
         reattribute_events(edges, batch)
-        flow_of_root = join_existing_flows(components, outcome)
-        changed_flows = set(outcome.flow_ids)
-        fresh: dict[tuple[str, int], list[Claimed]] = defaultdict(list)
-        for obs in observations:
-            root = components.find(("o", obs.id))
-            if root not in flow_of_root:
-                fresh[root].append(obs)
-        created = create_flows(fresh, edges, config)
-        flow_of_root.update(created)
-        outcome.flow_ids.update(created.values())
-        for obs in observations:
-            obs.flow_id = flow_of_root[components.find(("o", obs.id))]
-        save_batch_observations(observations)
-        # Every edge has an end in this batch, and both ends now share that end's flow.
-        flow_of_observation = {obs.id: obs.flow_id for obs in observations}
-        insert_rows(
-            Edge,
-            ["source", "target", "kind", "flow"],
-            [(s, t, k, flow_of_observation.get(t) or flow_of_observation.get(s)) for s, t, k in edges],
-        )
+        region = load_region(batch, edges)
+        labels = correlated_labels(region)
+        shared_before = previous_shared(sorted(set(labels) - set(batch)))  # the batch shares nothing yet
+        previous = {obs: region.rows[obs].flows() | shared_before.get(obs, set()) for obs in labels}
+        assignment = assign_flow_ids(region, labels, previous)
+        memberships = Memberships({obs: {assignment.flow_of[label] for label in found} for obs, found in labels.items()})
+        changed = write_memberships(region, batch, memberships, previous, shared_before)
+        # A new edge shows in both ends' flows (drawn, or as a cross-flow edge).
+        changed |= {flow for edge in edges for end in edge[:2] for flow in memberships.flows.get(end, ())}
         insert_rows(PendingRef, ["anchor", "observation", "kind", "anchor_is_cause", "created_at"], pending)
         for part in chunks(resolved):
             PendingRef.objects.filter(id__any=part).delete()
-        refresh_flow_summaries(changed_flows)
+        absorb_flows(assignment.merged)
+        outcome.merged = assignment.merged
+        outcome.flow_ids = changed - set(assignment.merged)
+        in_hand = new_flows_in_hand(region, memberships, assignment.new_flows)
+        write_flow_summaries(outcome.flow_ids, assignment.new_flows, config, in_hand)
         outcome.observation_ids = sorted(batch)
         flows_changed.send(
             sender=Flow, flow_ids=sorted(outcome.flow_ids), observation_ids=outcome.observation_ids, merged=dict(outcome.merged)
@@ -452,6 +705,8 @@ def prune_expired_data(batch_size: int = 500, now: datetime | None = None) -> in
                 return removed
             observation_ids = Observation.objects.filter(flow_id__in=ids).values("id")
             Anchor.objects.filter(observation_id__in=observation_ids).delete()
+            SharedStep.objects.filter(observation_id__in=observation_ids).delete()
+            SharedStep.objects.filter(flow_id__in=ids).delete()
             PendingRef.objects.filter(observation_id__in=observation_ids).delete()
             Edge.objects.filter(flow_id__in=ids).delete()
             Observation.objects.filter(flow_id__in=ids).delete()

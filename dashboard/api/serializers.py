@@ -98,6 +98,11 @@ class SpanLogEntry(TypedDict):
     attributes: dict[str, Any]
 
 
+class OtherFlow(TypedDict):
+    id: int
+    key: str
+
+
 class FlowNodeCommon(TypedDict):
     id: int
     kind: Annotated[str, choices(Observation.Kind.values)]
@@ -116,6 +121,13 @@ class FlowNodeCommon(TypedDict):
     order: Annotated[int, described("Position in causal order: causality first, timestamps second.")]
     business_key: str
     attributes: Annotated[dict[str, Any], described("Span attributes, or CloudEvents extension attributes.")]
+    shared_with: Annotated[
+        list[OtherFlow],
+        described("The other flows this node serves (a shared step, stored once); empty when it serves this one alone."),
+    ]
+    skew_ms: Annotated[
+        float, described("How far this node's clock appears behind its cause's (it is drawn after it anyway); 0 if none.")
+    ]
 
 
 class FlowNode(FlowNodeCommon, total=False):
@@ -145,6 +157,7 @@ class FlowEdge(TypedDict):
         choices(STYLES, "call: request/response between two services; event: reaction to a message; internal: one service."),
     ]
     critical: Annotated[bool, described("On the flow's critical path (the path runs along this edge).")]
+    cross_flow: Annotated[bool, described("Always false here: both ends serve this flow (cross-flow edges are listed apart).")]
 
 
 class CriticalPathService(TypedDict):
@@ -155,12 +168,30 @@ class CriticalPathService(TypedDict):
     share: Annotated[float, described("(self + queued) / the path's time, 0..1.")]
 
 
+class CrossFlowEdge(TypedDict):
+    source: Annotated[int, described("The cause's node id.")]
+    target: Annotated[int, described("The effect's node id.")]
+    kind: Annotated[str, choices(Edge.Kind.values)]
+    other_flow: Annotated[OtherFlow, described("The flow at the other end, which shares no flow with this end.")]
+    direction: Annotated[str, choices(["in", "out"], "in: the cause is in the other flow; out: the effect is.")]
+
+
+class ClockSkew(TypedDict):
+    service: Annotated[str, described("The service whose clock appears behind.")]
+    behind: Annotated[str, described("The service of the cause it appears behind.")]
+    skew_ms: Annotated[float, described("By how much, the largest gap seen in this flow.")]
+
+
 class FlowDetail(FlowSummary):
     nodes: Annotated[list[FlowNode], described("In causal order.")]
     edges: Annotated[list[FlowEdge], described("From cause to effect.")]
     critical_path: Annotated[list[int], described("The node ids of the chain that decided the flow's time, first to last.")]
     critical_path_ms: Annotated[float, described("The critical path's time: its services' self and queued time.")]
     critical_path_services: Annotated[list[CriticalPathService], described("Each service's time on the path, most first.")]
+    cross_flow_edges: Annotated[list[CrossFlowEdge], described("Edges to and from other flows (a different business key).")]
+    clock_skew: Annotated[
+        list[ClockSkew], described("Services whose clocks appear behind their causes', from this flow's edges.")
+    ]
 
 
 class FlowPage(TypedDict):
@@ -205,9 +236,15 @@ def serialize_span_log(row: Mapping[str, Any]) -> SpanLogEntry:
     }
 
 
-def serialize_node(row: Mapping[str, Any], order: int, logs: Sequence[Mapping[str, Any]] = ()) -> FlowNode:
+def serialize_node(
+    row: Mapping[str, Any],
+    order: int,
+    logs: Sequence[Mapping[str, Any]] = (),
+    shared_with: Sequence[tuple[int, str]] = (),
+    skew_ns: int = 0,
+) -> FlowNode:
     """One observation row of ``tracing.selectors.flow_graph`` at its place in causal order, with
-    the plain log records of a span."""
+    the plain log records of a span, the other flows it serves and how far its clock appears behind."""
     start, end = row["start_ns"], row["end_ns"]
     node: FlowNode = {
         "id": row["id"],
@@ -227,6 +264,8 @@ def serialize_node(row: Mapping[str, Any], order: int, logs: Sequence[Mapping[st
         "order": order,
         "business_key": row["business_key"],
         "attributes": row["attributes"],
+        "shared_with": [{"id": flow_id, "key": key} for flow_id, key in shared_with],
+        "skew_ms": round(skew_ns / 1e6, 3),
     }
     detail = row["detail"]
     if row["kind"] == Observation.Kind.SPAN:
@@ -254,12 +293,39 @@ def serialize_flow_detail(flow: Flow, state: FlowState, graph: FlowGraph) -> Flo
     return {
         **serialize_flow_summary(flow, state),
         "nodes": [
-            serialize_node(row, order, graph.span_logs.get((row["trace_id"], row["span_id"]), ()))
+            serialize_node(
+                row,
+                order,
+                graph.span_logs.get((row["trace_id"], row["span_id"]), ()),
+                graph.shared_with.get(row["id"], ()),
+                graph.skew_ns.get(row["id"], 0),
+            )
             for order, row in enumerate(graph.observations)
         ],
         "edges": [
-            {"source": source, "target": target, "kind": kind, "style": style, "critical": (source, target) in links}
+            {
+                "source": source,
+                "target": target,
+                "kind": kind,
+                "style": style,
+                "critical": (source, target) in links,
+                "cross_flow": False,
+            }
             for (source, target, kind), style in zip(graph.edges, styles, strict=True)
+        ],
+        "cross_flow_edges": [
+            {
+                "source": edge.source,
+                "target": edge.target,
+                "kind": edge.kind,
+                "other_flow": {"id": edge.other_flow[0], "key": edge.other_flow[1]},
+                "direction": edge.direction,
+            }
+            for edge in graph.cross_flow_edges
+        ],
+        "clock_skew": [
+            {"service": skew.service, "behind": skew.behind, "skew_ms": round(skew.skew_ns / 1e6, 3)}
+            for skew in graph.clock_skews
         ],
         "critical_path": path.steps,
         "critical_path_ms": round(path.total_ns / 1e6, 3),
@@ -522,7 +588,7 @@ class OcelType(TypedDict):
 
 class OcelRelationship(TypedDict):
     objectId: Annotated[str, described("A business key.")]
-    qualifier: Annotated[str, described("key, step (event to object) or follows (object to object).")]
+    qualifier: Annotated[str, described("key, step or shared (event to object), or follows (object to object).")]
 
 
 class OcelObjectAttribute(TypedDict):

@@ -470,6 +470,56 @@ def orchestrated(key: str, root_type: str = "OrderCreated", minutes_ago: float =
     return b.records, []
 
 
+def batched(key: str, minutes_ago: float = 3.0) -> tuple[list[ObservationRecord], list[dict[str, Any]]]:
+    """Three orders placed within a second; loyalty, whose clock runs two seconds behind, awards
+    their points in one batch (a consumer span linking the three producers); warehouse answers
+    the first with a shipment of its own key, caused by its OrderCreated."""
+    t0 = time.time_ns() - int(minutes_ago * 60e9)
+    number = int(key.rsplit("-", 1)[-1]) if key.rsplit("-", 1)[-1].isdigit() else 1
+    keys = [key, f"order-{number + 1}", f"order-{number + 2}"]
+    producers, records = [], []
+    first_event = ""
+    for index, order in enumerate(keys):
+        b = FlowBuilder(order, t0)
+        trace = hex_id(32)
+        at = index * 100.0
+        root = b.span("checkout", "POST /checkout", trace, start_ms=at, duration_ms=60, kind=SPAN_KIND_SERVER)
+        event_id = b.publish(
+            "checkout", "OrderCreated", trace, root, at_ms=at + 40, data={"order_id": order, "total": 42.5 + index}
+        )
+        producers.append(producer_of(b, event_id))
+        first_event = first_event or event_id
+        records += b.records
+    loyalty = FlowBuilder("", t0)  # a batch belongs to no order of its own
+    trace = hex_id(32)
+    skewed = 300 - 2_000  # it ran just after the last order, by a clock two seconds behind
+    batch = loyalty.span(
+        "loyalty",
+        "OrderCreated process",
+        trace,
+        start_ms=skewed,
+        duration_ms=120,
+        kind=SPAN_KIND_CONSUMER,
+        links=[producer[:2] for producer in producers],
+        attributes={"messaging.system": "redis", "messaging.operation.type": "process", "messaging.batch.message_count": 3},
+    )
+    loyalty.span("loyalty", "award points", trace, start_ms=skewed + 20, duration_ms=80, parent=batch)
+    records += loyalty.records
+    shipping = FlowBuilder(f"shipment-{number}", t0)
+    trace, span = shipping.consume("warehouse", "OrderCreated", first_event, producers[0], at_ms=400, duration_ms=90)
+    shipping.event(
+        "warehouse",
+        "ShipmentRequested",
+        f"ShipmentRequested-{hex_id(8)}",
+        at_ms=470,
+        trace=trace,
+        span=span,
+        caused_by=first_event,
+    )
+    records += shipping.records
+    return records, []
+
+
 SCENARIOS = {
     "checkout": checkout,
     "shipped": shipped,
@@ -477,6 +527,7 @@ SCENARIOS = {
     "xss": xss,
     "large": large,
     "orchestrated": orchestrated,
+    "batched": batched,
 }
 
 
@@ -501,7 +552,7 @@ def seed(name: str, key: str, **options: Any) -> dict[str, Any]:
 
     eventually(f"{name} flow {key} is correlated", all_in_a_flow, 60, every=0.05)
     flow_ids = set(Observation.objects.filter(identity__in=identities).values_list("flow_id", flat=True))
-    flow = (
+    flow = Flow.objects.filter(key=key, merged_into__isnull=True).first() or (
         Flow.objects.get(id__in=flow_ids, merged_into__isnull=True) if len(flow_ids) > 1 else Flow.objects.get(id=flow_ids.pop())
     )
     if missing:

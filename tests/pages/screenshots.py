@@ -5,6 +5,9 @@ with a flow definition (an order completes at LabelPrinted), writes a handful of
 through the real store and correlation (one stuck waiting for rewards, one failed, the others
 shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 
+``python -m tests.pages.screenshots --shared``: one flow whose batch step is shared with two
+other orders, with a cross-flow edge to a shipment and a consumer clock two seconds behind.
+
 ``python -m tests.pages.screenshots --demo``: the overview, live, services, correlation-health and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
@@ -256,14 +259,51 @@ def rabbitmq_main() -> None:
     print(f"screenshots written to {OUT}")
 
 
+def shoot_shared(server: RunningServer, flow_id: int) -> None:
+    """A flow with a shared batch step, a cross-flow edge and a skewed clock, the batch step selected."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
+        page = context.new_page()
+        log_in(page, server.url)
+        page.goto(f"/flows/{flow_id}/")
+        page.wait_for_selector("#flow-graph[data-ready=true]")
+        nodes = json.loads(page.locator("#flow-data").text_content() or "{}")["nodes"]
+        batch = next(n for n in nodes if n["service"] == "loyalty" and n["name"] == "OrderCreated process")
+        page.click(f'.tl-item[data-node-id="{batch["id"]}"]')
+        page.wait_for_timeout(400)
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=OUT / "flow-shared.png", full_page=True)
+        context.close()
+        browser.close()
+
+
+def shared_main() -> None:
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        flows_file = Path(tmp) / "flows.yaml"
+        flows_file.write_text(FLOWS_YAML)
+        server = start_server(Path(tmp), {"CHOREOSCOPE_FLOWS": str(flows_file)}, worker=False)
+        try:
+            shoot_shared(server, seed(server, "batched", "order-1043", 3.0)["flow_id"])
+        finally:
+            stop_server(server)
+    print(f"screenshot written to {OUT / 'flow-shared.png'}")
+
+
 def main() -> None:
     if "--demo" in sys.argv[1:]:
         demo_main()
         return
     if "--contracts" in sys.argv[1:]:
         contracts_main()
+        return
     if "--rabbitmq" in sys.argv[1:]:
         rabbitmq_main()
+        return
+    if "--shared" in sys.argv[1:]:
+        shared_main()
         return
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"

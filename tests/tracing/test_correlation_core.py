@@ -11,21 +11,23 @@ from tracing.correlation import (
     DELIVERS,
     EMITTED_BY,
     FOLLOWS_FROM,
-    MEMBER,
     FlowNode,
     FlowSummary,
+    Member,
     Reference,
+    assign_flows,
     causal_order,
+    clock_skew,
     edge_between,
     event_anchor,
     event_id_anchor,
-    key_anchor,
     linkage,
     message_anchor,
     messaging_side,
     retried_successfully,
     span_anchor,
     summarize_flow,
+    unit_of,
     value_at,
 )
 from tracing.flowconfig import EMPTY, parse_flows_config
@@ -137,7 +139,7 @@ def test_business_keys_come_from_correlationid_conversation_id_and_configured_pa
     assert linkage(event(data={"order": {"id": 1042}}), ORDERS).business_key == "order-1042"
     assert linkage(span(attributes={"order.id": "77"}), ORDERS).business_key == "order-77"
     keyed = linkage(span(attributes={"order.id": "77"}), ORDERS)
-    assert key_anchor("order-77") in keyed.anchors and Reference(key_anchor("order-77"), MEMBER) in keyed.references
+    assert not any(anchor.startswith("key:") for anchor in keyed.anchors), "a key joins nothing by itself"
     assert linkage(event(data={"order": {"id": 1042}}), EMPTY).business_key == ""
 
 
@@ -158,7 +160,6 @@ def test_very_long_identifiers_make_bounded_exact_anchor_names():
 def test_a_resolved_reference_becomes_an_edge_from_cause_to_effect():
     assert edge_between(1, 2, Reference("span:x", CHILD_OF)) == (1, 2, CHILD_OF)
     assert edge_between(1, 2, Reference("ev:x", EMITTED_BY, anchor_is_cause=False)) == (2, 1, EMITTED_BY)
-    assert edge_between(1, 2, Reference("key:x", MEMBER)) is None
     assert edge_between(2, 2, Reference("span:x", CHILD_OF)) is None
 
 
@@ -258,3 +259,56 @@ def test_services_are_listed_in_causal_order_of_first_appearance():
 def test_a_bad_flows_file_stops_with_a_message_naming_the_problem(text, message):
     with pytest.raises(ImproperlyConfigured, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_flows_config(text)
+
+
+# --- Which flows an observation serves (assign_flows) ------------------------------------------
+
+
+def keys_of(labels: frozenset) -> set[str]:
+    return {value for _, value in labels}
+
+
+def test_a_nightly_job_root_serves_every_order_it_walks_and_each_step_its_own():
+    # root → child(order-5) → grandchild;  root → child(order-6)
+    members = [Member(1, "t:job"), Member(2, "t:job", "order-5"), Member(3, "t:job"), Member(4, "t:job", "order-6")]
+    flows = assign_flows(members, [(1, 2, CHILD_OF), (2, 3, CHILD_OF), (1, 4, CHILD_OF)])
+    assert keys_of(flows[1]) == {"order-5", "order-6"}
+    assert keys_of(flows[2]) == keys_of(flows[3]) == {"order-5"}
+    assert keys_of(flows[4]) == {"order-6"}
+
+
+def test_a_batch_consumer_trace_serves_the_orders_of_the_producers_it_links_to():
+    producers = [Member(10 + n, f"t:order{n}", f"order-{n}") for n in range(3)]
+    batch = [Member(20, "t:batch"), Member(21, "t:batch")]
+    edges = [(10 + n, 20, FOLLOWS_FROM) for n in range(3)] + [(20, 21, CHILD_OF)]
+    flows = assign_flows([*producers, *batch], edges)
+    assert keys_of(flows[20]) == keys_of(flows[21]) == {"order-0", "order-1", "order-2"}
+    assert keys_of(flows[10]) == {"order-0"}, "a key is a boundary: the producer serves its order alone"
+
+
+def test_an_own_key_differing_from_its_cause_makes_a_flow_of_its_own():
+    flows = assign_flows([Member(1, "o:1", "order-1"), Member(2, "o:2", "shipment-9")], [(1, 2, CAUSED_BY)])
+    assert keys_of(flows[1]) == {"order-1"} and keys_of(flows[2]) == {"shipment-9"}
+
+
+def test_keyless_units_take_their_effects_keys_without_causes_and_else_form_one_keyless_flow():
+    flows = assign_flows([Member(1, "t:a"), Member(2, "t:b", "order-1")], [(1, 2, DELIVERS)])
+    assert keys_of(flows[1]) == {"order-1"}
+    alone = assign_flows([Member(1, "t:a"), Member(2, "t:a"), Member(3, "t:b")], [(2, 3, FOLLOWS_FROM)])
+    assert alone[1] == alone[2] == alone[3] == frozenset({("keyless", "t:a")})
+
+
+def test_siblings_under_a_parent_that_never_arrived_are_one_unit():
+    flows = assign_flows([Member(1, unit_of(1, "abc")), Member(2, unit_of(2, "abc"), "order-1")], [])
+    assert keys_of(flows[1]) == {"order-1"}
+
+
+def test_assign_flows_does_not_depend_on_the_order_of_its_input():
+    members = [Member(n, f"t:{n % 3}", "order-1" if n == 4 else "") for n in range(9)]
+    edges = [(n, n + 1, CHILD_OF) for n in range(8)]
+    assert assign_flows(members, edges) == assign_flows(list(reversed(members)), list(reversed(edges)))
+
+
+def test_clock_skew_is_how_far_an_effect_starts_before_its_cause():
+    assert clock_skew(cause_start_ns=5_000, effect_start_ns=3_000) == 2_000
+    assert clock_skew(cause_start_ns=5_000, effect_start_ns=9_000) == 0

@@ -58,7 +58,13 @@ export function graphElements(snapshot, colors) {
         color: colorOf(colors, node.service),
         width: nodeWidth(label, node.service || ""),
       },
-      classes: [node.kind, node.status === "error" ? "error" : "", critical.has(String(node.id)) ? "critical" : ""].filter(Boolean).join(" "),
+      classes: [
+        node.kind,
+        node.status === "error" ? "error" : "",
+        critical.has(String(node.id)) ? "critical" : "",
+        (node.shared_with || []).length ? "shared" : "",
+        node.skew_ms > 0 ? "skewed" : "",
+      ].filter(Boolean).join(" "),
     });
   }
   for (const edge of snapshot.edges || []) {
@@ -127,6 +133,10 @@ function graphStyle() {
     },
     { selector: "node.event", style: { "border-width": 3, "font-weight": 600 } },
     { selector: "node.span", style: { shape: "rectangle", "background-opacity": 0.08 } },
+    // A shared step (stored once, serving several flows) has a double border; a step whose clock
+    // appears behind its cause's, a dotted one.
+    { selector: "node.shared", style: { "border-style": "double", "border-width": 6 } },
+    { selector: "node.skewed", style: { "border-style": "dotted", "border-width": 4 } },
     { selector: "node.error", style: { "border-color": failed, "border-width": 3, "background-color": failed, "background-opacity": 0.12 } },
     {
       selector: "node.ghost",
@@ -281,7 +291,7 @@ export class FlowGraph {
         if (existing.empty()) continue;
         existing.data(element.data);
         const wantedClasses = element.classes.split(" ");
-        for (const name of ["error", "critical", "style-call", "style-event", "style-internal"]) existing.toggleClass(name, wantedClasses.includes(name));
+        for (const name of ["error", "critical", "shared", "skewed", "style-call", "style-event", "style-internal"]) existing.toggleClass(name, wantedClasses.includes(name));
       }
       if (fresh.length) this.cy.add(fresh);
     });

@@ -109,6 +109,65 @@ function renderHeader(snapshot, nowMs) {
   }
 }
 
+// --- Other flows and clocks ------------------------------------------------------------------
+
+function flowLink(flow) {
+  return h("a", { href: `${config.flows_url || "/flows/"}${encodeURIComponent(flow.id)}/`, class: "flow-link" }, flow.key || `flow ${flow.id}`);
+}
+
+function joined(items) {
+  const parts = [];
+  items.forEach((item, index) => {
+    if (index) parts.push(index === items.length - 1 ? " and " : ", ");
+    parts.push(item);
+  });
+  return parts;
+}
+
+function otherFlows(flows) {
+  const byId = new Map();
+  for (const flow of flows) byId.set(String(flow.id), flow);
+  return [...byId.values()];
+}
+
+function nodeName(id) {
+  const node = state.nodes.get(String(id));
+  return node ? `${node.name} (${node.service || "?"})` : `#${id}`;
+}
+
+// Shared steps, edges into other flows and clocks that disagree: one sentence each, with links.
+function renderRelations(snapshot) {
+  const box = $("#flow-relations");
+  if (!box) return;
+  const items = [];
+  for (const skew of snapshot.clock_skew || []) {
+    items.push(h("li", { class: "rel-skew" }, h("span", { class: "rel-mark rel-mark-skew" }, "Clock"),
+      h("strong", {}, skew.service), `'s clock appears ${formatDuration(skew.skew_ms)} behind `, h("strong", {}, skew.behind),
+      "'s: its steps are stamped before their causes. The timeline draws them after their causes."));
+  }
+  const incoming = otherFlows((snapshot.cross_flow_edges || []).filter((e) => e.direction === "in").map((e) => e.other_flow));
+  const outgoing = otherFlows((snapshot.cross_flow_edges || []).filter((e) => e.direction === "out").map((e) => e.other_flow));
+  if (incoming.length) {
+    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark rel-mark-cross" }, "From"),
+      `Caused by ${incoming.length === 1 ? "the flow" : "the flows"} `, ...joined(incoming.map(flowLink)), " (a different business key)."));
+  }
+  if (outgoing.length) {
+    items.push(h("li", { class: "rel-cross" }, h("span", { class: "rel-mark rel-mark-cross" }, "To"),
+      `Led to ${outgoing.length === 1 ? "the flow" : "the flows"} `, ...joined(outgoing.map(flowLink)), " (a different business key)."));
+  }
+  const sharedNodes = (snapshot.nodes || []).filter((n) => (n.shared_with || []).length);
+  if (sharedNodes.length) {
+    const others = otherFlows(sharedNodes.flatMap((n) => n.shared_with));
+    const shown = others.slice(0, 8);
+    items.push(h("li", { class: "rel-shared" }, h("span", { class: "rel-mark rel-mark-shared" }, "Shared"),
+      `${sharedNodes.length} ${sharedNodes.length === 1 ? "step is" : "steps are"} shared with `, ...joined(shown.map(flowLink)),
+      others.length > shown.length ? ` and ${others.length - shown.length} more flows` : "",
+      ": one observation (a batch, say) that served each of these flows."));
+  }
+  box.hidden = !items.length;
+  box.replaceChildren(...(items.length ? [h("ul", { class: "relations-list" }, ...items)] : []));
+}
+
 // --- Inspector -------------------------------------------------------------------------------
 
 function nodeButton(id, label) {
@@ -209,13 +268,28 @@ function inspectNode(node) {
     node.subject ? [h("dt", {}, "Subject"), h("dd", {}, node.subject)] : null,
     node.business_key ? [h("dt", {}, "Business key"), h("dd", {}, node.business_key)] : null,
   ].filter(Boolean).flat();
+  if (node.skew_ms > 0) {
+    facts.push(h("dt", {}, "Clock"), h("dd", { class: "skew-note" }, `appears ${formatDuration(node.skew_ms)} behind its cause's (stamped before it; drawn after it)`));
+  }
   const { causes, effects } = neighbours(String(node.id));
   const hasData = node.data !== undefined && node.data !== null;
+  const crossing = (snapshot) => (snapshot.cross_flow_edges || []).filter((e) => String(e.direction === "in" ? e.target : e.source) === String(node.id));
+  const crossList = (direction) => {
+    const found = crossing(state.snapshot).filter((e) => e.direction === direction);
+    if (!found.length) return null;
+    return h("ul", { class: "relations" }, ...found.map((e) => h("li", {}, flowLink(e.other_flow),
+      h("span", { class: "muted" }, ` · ${e.kind.replace("_", " ")}`))));
+  };
+  const shared = node.shared_with || [];
   return [
     h("header", { class: "insp-head" }, h("p", { class: "insp-kind" }, node.kind === "span" ? "Span" : "Event"), h("h2", { id: "inspector-title" }, node.name || "(unnamed)")),
     h("dl", { class: "facts" }, ...facts),
+    shared.length ? section("Shared step", h("p", { class: "muted small" }, "Stored once, this step also serves:"),
+      h("ul", { class: "relations" }, ...shared.map((flow) => h("li", {}, flowLink(flow))))) : null,
     section("Caused by", relationList(causes)),
+    section("Caused by another flow", crossList("in")),
     section("Led to", relationList(effects)),
+    section("Led to another flow", crossList("out")),
     node.kind === "event" && hasData ? section("Data", h("pre", { class: "data" }, valueText(node.data))) : null,
     section(node.logs && node.logs.length ? `Log records (${node.logs.length})` : "Log records", spanLogs(node.logs, node)),
     section("Attributes", keyValueTable("Attributes", Object.entries(node.attributes || {}))),
@@ -292,6 +366,7 @@ export function applySnapshot(snapshot) {
   state.ghosts = new Map(ghostsOf(snapshot).map((ghost) => [ghost.id, ghost]));
   const nowMs = Date.now();
   renderHeader(snapshot, nowMs);
+  renderRelations(snapshot);
   renderLegend();
   renderCriticalPath($("#flow-critical"), snapshot, colors);
   // Marks let the benchmark (and anyone with devtools) see where drawing time goes.

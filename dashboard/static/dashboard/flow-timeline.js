@@ -114,6 +114,31 @@ function labelWidth(label) {
   return label.length * CHAR_W + 8;
 }
 
+// A step whose clock appears behind its cause's is drawn after the cause, and so is everything it
+// caused (stamped by the same clock): each node is shifted by the most any of its causes needs.
+// Nodes come in causal order, so a cause's shift is known before its effects'.
+function clockShifts(snapshot) {
+  const causes = new Map();
+  for (const edge of snapshot.edges || []) {
+    const target = String(edge.target);
+    if (!causes.has(target)) causes.set(target, []);
+    causes.get(target).push(String(edge.source));
+  }
+  const start = new Map((snapshot.nodes || []).map((node) => [String(node.id), nodeStartMs(node)]));
+  const shifts = new Map();
+  for (const node of snapshot.nodes || []) {
+    const id = String(node.id);
+    let shift = 0;
+    for (const cause of causes.get(id) || []) {
+      if (!shifts.has(cause)) continue;
+      const causeShift = shifts.get(cause);
+      shift = Math.max(shift, causeShift, start.get(cause) + causeShift - start.get(id));
+    }
+    shifts.set(id, shift);
+  }
+  return shifts;
+}
+
 export class FlowTimeline {
   constructor(container, { onSelect }) {
     this.container = container;
@@ -144,7 +169,12 @@ export class FlowTimeline {
     const labelW = narrow ? 92 : 156;
     const nodes = snapshot.nodes || [];
     const ghosts = ghostsOf(snapshot);
-    const items = nodes.map((node) => ({ node, id: String(node.id), t1: nodeStartMs(node), t2: Math.max(nodeEndMs(node), nodeStartMs(node)) }));
+    const shifts = clockShifts(snapshot);
+    const items = nodes.map((node) => {
+      const shift = shifts.get(String(node.id)) || 0;
+      const skew = node.skew_ms > 0 ? node.skew_ms : 0;
+      return { node, id: String(node.id), skew, t1: nodeStartMs(node) + shift, t2: Math.max(nodeEndMs(node), nodeStartMs(node)) + shift };
+    });
     const t0 = items.length ? Math.min(...items.map((i) => i.t1)) : this.nowMs;
     const tEnd = items.length ? Math.max(...items.map((i) => i.t2)) : t0;
     this.order = nodes.map((n) => String(n.id));
@@ -319,15 +349,18 @@ export class FlowTimeline {
     const node = item.node;
     const color = colorOf(colors, node.service);
     const g = el("g", {
-      class: `tl-item ${node.kind}${node.status === "error" ? " error" : ""}`,
+      class: `tl-item ${node.kind}${node.status === "error" ? " error" : ""}${item.skew ? " skewed" : ""}${(node.shared_with || []).length ? " shared" : ""}`,
       "data-node-id": item.id,
       role: "button",
       tabindex: -1,
       "aria-label": `${node.kind} ${node.name} in ${node.service}${node.kind === "span" ? `, ${formatDuration(item.t2 - item.t1)}` : ""}`,
     }, layer);
     const title = el("title", {}, g);
-    title.textContent = `${node.name} · ${node.service}${node.kind === "span" ? ` · ${formatDuration(item.t2 - item.t1)}` : ""}`;
+    title.textContent = `${node.name} · ${node.service}${node.kind === "span" ? ` · ${formatDuration(item.t2 - item.t1)}` : ""}`
+      + (item.skew ? ` · clock appears ${formatDuration(item.skew)} behind its cause's; drawn after it` : "")
+      + ((node.shared_with || []).length ? ` · shared with ${node.shared_with.map((f) => f.key).join(", ")}` : "");
     const cy = item.y + ROW_H / 2 - 4;
+    if (item.skew) el("circle", { cx: item.x1 - 9, cy, r: 3.5, class: "tl-skew-mark" }, g);
     if (node.kind === "span") {
       el("rect", { x: item.x1, y: cy - 7, width: Math.max(item.x2 - item.x1, MIN_BAR), height: 14, rx: 3, fill: color, class: "tl-bar" }, g);
       if (item.showLabel) {
