@@ -596,47 +596,31 @@ def _edges(ids: Sequence[int], end: str, ends: dict[int, tuple[str, int]]) -> li
     from tracing.bulk import chunks
     from tracing.models import Edge, Observation
 
-    crossing = cross_flow_field()
     rows = []
     for part in chunks(ids):
         found = Edge.objects.filter(**{f"{end}_id__any": list(part)})
-        rows += _rows(found.values_list("source_id", "target_id", "kind", "flow_id", *crossing))
+        rows += _rows(found.values_list("source_id", "target_id", "kind", "flow_id", "cross_flow"))
     missing = sorted({row[i] for row in rows for i in (0, 1)} - ends.keys())
     for part in chunks(missing):
         for obs_id, service, start in Observation.objects.filter(id__any=list(part)).values_list("id", "service", "start_ns"):
             ends[obs_id] = (service, start)
     edges = []
-    for source, target, kind, flow_id, *cross in rows:
+    for source, target, kind, flow_id, cross in rows:
         if source in ends and target in ends:
             (cause_service, cause_start), (effect_service, effect_start) = ends[source], ends[target]
             ends_of = (cause_service, effect_service, cause_start, effect_start)
-            edges.append(SampledEdge(source, target, kind, *ends_of, flow_id=flow_id, cross_flow=any(cross)))
+            edges.append(SampledEdge(source, target, kind, *ends_of, flow_id=flow_id, cross_flow=bool(cross)))
     return edges
 
 
-def cross_flow_field() -> list[str]:
-    """``["cross_flow"]`` where edges record whether they join two flows, else ``[]``."""
-    from tracing.models import Edge
-
-    return ["cross_flow"] if any(f.name == "cross_flow" for f in Edge._meta.get_fields()) else []
-
-
-SHARED_STEP_MODEL = "SharedStep"
-
-
 def shared_step_rows(observation_ids: Sequence[int]) -> list[tuple[int, int]]:
-    """(observation, further flow it serves) for these observations, where shared steps exist."""
-    from django.apps import apps
-
+    """(observation, further flow it serves) for these observations' shared steps."""
     from tracing.bulk import chunks
+    from tracing.models import SharedStep
 
-    try:
-        shared = apps.get_model("tracing", SHARED_STEP_MODEL)
-    except LookupError:
-        return []
     rows: list[tuple[int, int]] = []
     for part in chunks(observation_ids):
-        rows += shared.objects.filter(observation_id__any=list(part)).values_list("observation_id", "flow_id")
+        rows += SharedStep.objects.filter(observation_id__any=list(part)).values_list("observation_id", "flow_id")
     return rows
 
 
