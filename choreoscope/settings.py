@@ -354,8 +354,8 @@ WATCH_NATS_STREAMS = env_list("CHOREOSCOPE_WATCH_NATS_STREAMS", [])
 # With the demo shop beside the server on a tapped bus, and nothing named to watch, its own
 # destinations are watched, by the names demo/bus.py gives them: a stream per topic, a queue per
 # consuming service and the tap's (tests/demo checks that these lists match the shop's).
-DEMO_TOPICS = ("orders", "notifications", "shipments", "rewards", "risk")
-DEMO_CONSUMERS = ("email", "warehouse", "rewards", "fraud-check", "choreoscope")
+DEMO_TOPICS = ("orders", "notifications", "shipments", "rewards", "risk", "analytics")
+DEMO_CONSUMERS = ("email", "warehouse", "rewards", "fraud-check", "analytics", "choreoscope")
 if DEMO and not (WATCH_REDIS_STREAMS or WATCH_RABBITMQ_QUEUES or WATCH_NATS_STREAMS):
     if DEMO_BUS == "redis":
         WATCH_REDIS_STREAMS = [f"{REDIS_PREFIX}:shop:{topic}" for topic in DEMO_TOPICS]

@@ -40,7 +40,7 @@ def test_an_uploaded_document_shows_its_silent_receiver_at_fault(page, server, t
         assert page.locator(".contracts-legend").is_visible()
         page.uncheck("[data-contracts-overlay]")
         page.wait_for_selector(".service-map:not([data-overlay])")
-        page.click("a:has-text('Declared contracts')")
+        page.click("nav.tabs a:has-text('Contracts')")
         page.wait_for_url("**/services/contracts/")
         row = page.locator("table.drift tr[data-kind=declared_not_observed]", has_text="InvoiceIssued")
         assert row.count() == 1
