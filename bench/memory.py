@@ -105,6 +105,12 @@ def cloudevents_gzip_bomb(size: int) -> bytes:
     return b"[" + b"{}," * ((size - 4) // 3) + b"{}]"
 
 
+def span_events_within_the_limit(size: int) -> bytes:
+    """One span with 1.99 million empty events: just under CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST's
+    default, so taken (and truncated): what the limit lets one request cost."""
+    return one_span_request(field(11, b"") * 1_990_000)
+
+
 def normal_spans(size: int) -> bytes:
     return span_body(random.Random(1), 512)
 
@@ -114,6 +120,7 @@ PROBES: dict[str, tuple[str, str, Callable[[int], bytes], bool]] = {
     # name: (path, content type, body of about N bytes, gzip)
     "normal_512_spans": ("/v1/traces", PROTOBUF, normal_spans, False),
     "span_events": ("/v1/traces", PROTOBUF, span_events, False),
+    "span_events_within_the_limit": ("/v1/traces", PROTOBUF, span_events_within_the_limit, False),
     "span_links": ("/v1/traces", PROTOBUF, span_links, False),
     "span_attributes": ("/v1/traces", PROTOBUF, span_attributes, False),
     "event_attributes": ("/v1/traces", PROTOBUF, event_attributes, False),
