@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
@@ -10,7 +12,7 @@ from alerts.forms import StoredJSONField
 from alerts.models import Alert, DeclaredExpectation, DeclaredFlow, Delivery, LearnedModel, NotificationChannel
 
 # Every JSON column the admin edits (step lists, flow types, an alert's missing steps).
-JSON_AS_STORED = {models.JSONField: {"form_class": StoredJSONField}}
+JSON_AS_STORED: dict[type[models.Field[Any, Any]], dict[str, Any]] = {models.JSONField: {"form_class": StoredJSONField}}
 
 
 class DeclaredExpectationInline(admin.TabularInline):
@@ -51,6 +53,9 @@ class DeliveryInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
     show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: NotificationChannel | None = None) -> bool:
+        return False  # every field is the product's to write
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
         return super().get_queryset(request).order_by("-created_at")

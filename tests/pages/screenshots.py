@@ -5,6 +5,9 @@ with a flow definition (an order completes at LabelPrinted), writes a handful of
 through the real store and correlation (one stuck waiting for rewards, one failed, the others
 shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 
+``python -m tests.pages.screenshots --admin-forms``: the admin's notification channel form after a
+JSON box held what could not be stored (a NUL), as the operator sees the error.
+
 ``python -m tests.pages.screenshots --demo``: the overview, live, services and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
@@ -120,9 +123,36 @@ def demo_main() -> None:
     print(f"screenshots written to {OUT}")
 
 
+def admin_forms_main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        server = start_server(Path(tmp), worker=False)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(base_url=server.url, viewport={"width": 1360, "height": 860})
+                log_in(page, server.url)
+                page.goto("/admin/alerts/notificationchannel/add/")
+                page.fill("#id_name", "ops")
+                page.select_option("#id_kind", "webhook")
+                page.fill("#id_target", "https://hooks.example.com/choreoscope")
+                page.fill("#id_flow_types", '["order", "refund\\u0000"]')
+                page.click("input[name=_save]")
+                page.wait_for_selector(".errornote")
+                page.screenshot(path=OUT / "admin-json-error.png")
+                browser.close()
+        finally:
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
 def main() -> None:
     if "--demo" in sys.argv[1:]:
         demo_main()
+        return
+    if "--admin-forms" in sys.argv[1:]:
+        admin_forms_main()
         return
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"
