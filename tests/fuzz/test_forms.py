@@ -219,7 +219,7 @@ def test_every_admin_model_has_its_forms_fuzzed(rows, operator):
         assert forms_on(operator, page), page
 
 
-@fuzz_settings(60)
+@fuzz_settings(50)
 @given(data=st.data())
 def test_admin_forms_never_get_a_5xx_and_store_nothing_unreadable(rows, operator, data):
     with each_example_from_the_same_rows():
@@ -230,7 +230,7 @@ def test_admin_forms_never_get_a_5xx_and_store_nothing_unreadable(rows, operator
         everything_stored_is_readable(operator, model)
 
 
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(page=st.sampled_from(["/login/", "/admin/login/"]), username=FIELD_VALUES, password=FIELD_VALUES | st.just(PASSWORD))
 def test_log_in_forms_never_get_a_5xx(rows, page, username, password):
     cache.clear()  # the throttle's counts
@@ -244,7 +244,7 @@ def test_log_in_forms_never_get_a_5xx(rows, page, username, password):
     assert "_auth_user_id" not in client.session
 
 
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(data=st.data())
 def test_the_faults_panel_never_gets_a_5xx(operator, data):
     overview_shows_its_panels(operator)
