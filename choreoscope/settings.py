@@ -234,6 +234,9 @@ MAX_ATTRIBUTES = env_int("CHOREOSCOPE_MAX_ATTRIBUTES", 128, minimum=1)
 MAX_SPAN_EVENTS = env_int("CHOREOSCOPE_MAX_SPAN_EVENTS", 128, minimum=0)
 MAX_SPAN_LINKS = env_int("CHOREOSCOPE_MAX_SPAN_LINKS", 128, minimum=0)
 MAX_ITEMS_PER_REQUEST = env_int("CHOREOSCOPE_MAX_ITEMS_PER_REQUEST", 100_000, minimum=1)
+# Every protobuf message of an OTLP request (attributes, events, links and values included): each
+# costs 60-90 bytes parsed however small its encoding, so this bounds a request's parsed size.
+MAX_ELEMENTS_PER_REQUEST = env_int("CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST", 2_000_000, minimum=1000)
 MAX_PROBLEMS = env_int("CHOREOSCOPE_MAX_PROBLEMS", 20, minimum=1)
 
 # --- Correlation, flows, retention ----------------------------------------------------------------

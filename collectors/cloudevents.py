@@ -24,6 +24,7 @@ from collectors.limits import (
     Limits,
     ProblemList,
     TooManyElements,
+    check_json_elements,
     check_json_value,
     check_string,
     current,
@@ -219,15 +220,19 @@ def event_record(event: dict[str, Any], received_ns: int) -> ObservationRecord:
     )
 
 
-def _load_json(body: bytes) -> Any:
+def _load_json(body: bytes, limits: Limits) -> Any:
     try:
+        check_json_elements(body, limits)
         return json.loads(body)
+    except LimitExceeded as error:
+        raise CloudEventError.single(str(error)) from None
     except (ValueError, RecursionError) as error:
         raise CloudEventError.single(f"The body is not valid JSON: {error}") from None
 
 
 def decode_structured(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> list[ObservationRecord]:
-    event = _load_json(body)
+    limits = limits or current()
+    event = _load_json(body, limits)
     problems = event_problems(event, limits)
     if problems:
         raise CloudEventError.single("; ".join(problems))
@@ -247,9 +252,12 @@ def batch_problems(events: list[Any], limits: Limits) -> ProblemList:
 def decode_batch(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> list[ObservationRecord]:
     limits = limits or current()
     try:
+        check_json_elements(body, limits)
         events = load_json_array(body.decode("utf-8"), limits.items)
     except TooManyElements as error:
         raise CloudEventError.single(str(too_many_items(str(error), "events", limits))) from None
+    except LimitExceeded as error:
+        raise CloudEventError.single(str(error)) from None
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise CloudEventError.single(f"The body is not valid JSON: {error}") from None
     if events is None:
@@ -282,6 +290,10 @@ def binary_data(body: bytes, content_type: str) -> dict[str, Any]:
     if not body:
         return {}
     if not essence or essence == "application/json" or essence.endswith("+json"):
+        try:
+            check_json_elements(body, current())
+        except LimitExceeded as error:
+            raise CloudEventError.single(str(error)) from None
         try:
             return {"data": json.loads(body)}
         except (ValueError, RecursionError):

@@ -13,6 +13,7 @@ Everything here is iterative or depth-bounded: a hostile value never costs a dee
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class Limits:
     span_events: int = 128
     span_links: int = 128
     items: int = 100_000
+    elements: int = 2_000_000
     problems: int = 20
 
 
@@ -44,6 +46,7 @@ def current() -> Limits:
         span_events=settings.MAX_SPAN_EVENTS,
         span_links=settings.MAX_SPAN_LINKS,
         items=settings.MAX_ITEMS_PER_REQUEST,
+        elements=settings.MAX_ELEMENTS_PER_REQUEST,
         problems=settings.MAX_PROBLEMS,
     )
 
@@ -140,6 +143,34 @@ def _expect_end(text: str, end: int) -> None:
         raise ValueError(f"Extra data: char {end}")
 
 
+# A parsed JSON value costs 30 to 70 bytes (a dict, a list, a float, a short string, and its slot in
+# its parent) however short its text: "{}," is three bytes. Every value inside an array or object
+# but the first of each is preceded by a comma, and every container begins with a bracket, so
+# commas and brackets bound the values a document can hold; counting them is two passes in C.
+# Only a document whose count is above the limit is counted again without its strings (a comma
+# inside a string is not a value), and refused if still above it.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _json_punctuation(body: bytes) -> int:
+    return body.count(b",") + body.count(b"{") + body.count(b"[")
+
+
+def check_json_elements(body: bytes, limits: Limits) -> None:
+    """Refuse a JSON document of more than ``limits.elements`` values and containers (its commas and
+    opening brackets outside strings), before it is parsed."""
+    if _json_punctuation(body) <= limits.elements or _json_punctuation(_JSON_STRING.sub(b'""', body)) <= limits.elements:
+        return
+    raise too_many_elements("JSON values and containers (objects, arrays)", limits)
+
+
+def too_many_elements(what: str, limits: Limits) -> LimitExceeded:
+    return LimitExceeded(
+        f"The request holds more than {limits.elements} {what}; at most that many are taken in one request "
+        "(CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST): send smaller batches."
+    )
+
+
 # --- truncating bounds -------------------------------------------------------------------------
 
 
@@ -217,18 +248,34 @@ class ProblemList:
 
 
 # --- OTLP protobuf, before it is parsed ----------------------------------------------------------
-# A parsed protobuf message costs tens of bytes however small its encoding: an empty
-# ResourceSpans is 2 bytes on the wire and about 60 in memory. Counting the request's groups and
-# items on the wire first refuses a body of millions of empty ones before it is parsed.
-# ExportTraceServiceRequest, ExportLogsServiceRequest and ExportMetricsServiceRequest share the
-# layout: field 1 the resource groups, in each field 2 the scope groups, in each field 2 the items.
+# A parsed protobuf message costs tens of bytes however small its encoding: an empty span event or
+# link is 2 bytes on the wire and 60 to 90 in memory (upb), so a 64 MiB body of empty ones would
+# cost gigabytes before any truncating bound could drop them. Two counts on the wire, before
+# parsing, refuse such bodies instead:
+# - items: the request's resource groups, scope groups and items (spans, log records);
+#   ExportTraceServiceRequest and ExportLogsServiceRequest share the layout: field 1 the resource
+#   groups, in each field 2 the scope groups, in each field 2 the items;
+# - elements: every message of the request, at every level (attributes, events, links, values),
+#   found by walking the wire with the request's descriptor. That walk is Python and costs about
+#   what parsing does, so it only runs where it could refuse: an element takes at least 2 bytes
+#   (key and length), so a body under twice the limit is taken as it is; above that, the bytes that
+#   could begin a message field's key are counted in C (``bytes.translate``), an upper bound of the
+#   elements, and only a body whose bound is above the limit is walked.
+# A field with a group wire type (proto2, never OTLP) is skipped as upb skips it, so it cannot
+# stop either count early.
+MAX_WIRE_NESTING = 100  # upb's own depth limit: deeper bodies fail to parse anyway
+WIRE_CHUNK = 1 << 20
+
+
+class WireFormatError(ValueError):
+    """The body is not well-formed protobuf; the parser says so in its own words."""
 
 
 def _varint(data: bytes, position: int, end: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if position >= end or shift > 63:
-            raise ValueError("truncated varint")
+            raise WireFormatError("truncated varint")
         byte = data[position]
         position += 1
         result |= (byte & 0x7F) << shift
@@ -237,27 +284,47 @@ def _varint(data: bytes, position: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip_value(data: bytes, position: int, end: int, key: int) -> int:
+    """The position after the value of the field whose ``key`` was just read (groups included)."""
+    wire_type = key & 7
+    if wire_type == 0:
+        return _varint(data, position, end)[1]
+    if wire_type == 1:
+        return position + 8
+    if wire_type == 5:
+        return position + 4
+    if wire_type == 2:
+        length, position = _varint(data, position, end)
+        return position + length
+    if wire_type == 3:
+        open_groups = 1
+        while open_groups:
+            inner, position = _varint(data, position, end)
+            if inner & 7 == 3:
+                open_groups += 1
+            elif inner & 7 == 4:
+                open_groups -= 1
+            else:
+                position = _skip_value(data, position, end, inner)
+            if position > end:
+                raise WireFormatError("group runs past its message")
+        return position
+    raise WireFormatError(f"wire type {wire_type} where a field begins")
+
+
 def _submessages(data: bytes, start: int, end: int, wanted: int) -> Iterator[tuple[int, int]]:
     """(start, end) of each length-delimited field number ``wanted`` in ``data[start:end]``."""
     position = start
     while position < end:
         key, position = _varint(data, position, end)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            _, position = _varint(data, position, end)
-        elif wire_type == 1:
-            position += 8
-        elif wire_type == 5:
-            position += 4
-        elif wire_type == 2:
+        if key == (wanted << 3 | 2):
             length, position = _varint(data, position, end)
-            if number == wanted:
-                yield position, min(position + length, end)
+            yield position, min(position + length, end)
             position += length
         else:
-            raise ValueError("group wire types are not part of OTLP")
+            position = _skip_value(data, position, end, key)
         if position > end:
-            raise ValueError("field runs past its message")
+            raise WireFormatError("field runs past its message")
 
 
 def check_otlp_item_count(body: bytes, what: str, limits: Limits) -> None:
@@ -278,7 +345,94 @@ def check_otlp_item_count(body: bytes, what: str, limits: Limits) -> None:
                     break
             if count > limits.items:
                 break
-    except ValueError:
+    except WireFormatError:
         return
     if count > limits.items:
         raise too_many_items(f"more than {limits.items}", f"{what}, resource and scope groups", limits)
+
+
+@dataclass(frozen=True, slots=True)
+class WireLayout:
+    """Where a request type's messages are on the wire: for each message type (by full name), its
+    message-typed fields (number → type); and the bytes that cannot begin such a field's key."""
+
+    root: str
+    fields: dict[str, dict[int, str]]
+    not_key_starts: bytes
+
+    @classmethod
+    def of(cls, descriptor: Any) -> WireLayout:
+        fields: dict[str, dict[int, str]] = {}
+        pending = [descriptor]
+        while pending:
+            message = pending.pop()
+            if message.full_name in fields:
+                continue
+            children = [field for field in message.fields if field.message_type is not None]
+            fields[message.full_name] = {field.number: field.message_type.full_name for field in children}
+            pending.extend(field.message_type for field in children)
+        # A key is the varint number << 3 | 2; its first byte is what a count in C can look for.
+        starts = {((number << 3 | 2) & 0x7F) | (0x80 if number >= 16 else 0) for table in fields.values() for number in table}
+        return cls(descriptor.full_name, fields, bytes(byte for byte in range(256) if byte not in starts))
+
+
+def _upper_bound_of_elements(body: bytes, layout: WireLayout) -> int:
+    """At least the number of messages in ``body``: every one begins with a key byte counted here
+    (and so may other bytes, inside strings and ids). A MiB at a time: what ``translate`` keeps
+    of a hostile body would be half of it."""
+    return sum(
+        len(body[start : start + WIRE_CHUNK].translate(None, layout.not_key_starts)) for start in range(0, len(body), WIRE_CHUNK)
+    )
+
+
+def count_wire_elements(body: bytes, layout: WireLayout, stop_after: int) -> int:
+    """The messages nested in ``body`` at every level (not counting the request itself), walked
+    without recursion; stops counting once past ``stop_after``. Raises ``WireFormatError`` on a
+    body that is not well-formed."""
+    count, stack = 0, list[tuple[int, int, dict[int, str]]]()
+    position, end, fields = 0, len(body), layout.fields[layout.root]
+    while True:
+        if position >= end:
+            if position > end:
+                raise WireFormatError("field runs past its message")
+            if not stack:
+                return count
+            position, end, fields = stack.pop()
+            continue
+        key = body[position]
+        if key < 0x80:
+            position += 1
+        else:
+            key, position = _varint(body, position, end)
+        child = fields.get(key >> 3) if key & 7 == 2 else None
+        if child is None:
+            position = _skip_value(body, position, end, key)
+            continue
+        length, position = _varint(body, position, end)
+        count += 1
+        if count > stop_after:
+            return count
+        if position + length > end or len(stack) >= MAX_WIRE_NESTING:
+            raise WireFormatError("a message runs past its parent or nests too deep")
+        stack.append((position + length, end, fields))
+        end, fields = position + length, layout.fields[child]
+
+
+def check_otlp_elements(body: bytes, layout: WireLayout, limits: Limits) -> None:
+    """Refuse an OTLP export request of more than ``limits.elements`` messages in all (see above
+    for why it is cheap where it does not refuse). A body that is not well-formed protobuf is
+    left to the parser."""
+    if len(body) < 2 * (limits.elements + 1) or _upper_bound_of_elements(body, layout) <= limits.elements:
+        return
+    try:
+        count = count_wire_elements(body, layout, limits.elements)
+    except WireFormatError:
+        return
+    if count > limits.elements:
+        raise too_many_elements("protobuf messages (attributes, events, links, values, spans and their groups)", limits)
+
+
+def check_otlp_request(body: bytes, layout: WireLayout, what: str, limits: Limits) -> None:
+    """Both counts on the wire of an OTLP export request, before it is parsed."""
+    check_otlp_item_count(body, what, limits)
+    check_otlp_elements(body, layout, limits)

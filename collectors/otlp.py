@@ -23,8 +23,10 @@ from collectors.limits import (
     LimitExceeded,
     Limits,
     Truncation,
+    WireLayout,
     bounded_attributes,
-    check_otlp_item_count,
+    check_json_elements,
+    check_otlp_request,
     current,
     say_truncation,
     too_deep,
@@ -46,6 +48,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DECIMAL = re.compile(r"-?[0-9]{1,20}")
 # google.rpc.Code
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
+TRACES_LAYOUT = WireLayout.of(ExportTraceServiceRequest.DESCRIPTOR)
 
 
 class OtlpDecodeError(Exception):
@@ -242,7 +245,7 @@ def _pb_scope(scope_spans: Any, limits: Limits) -> dict[str, Any]:
 def decode_protobuf(body: bytes, limits: Limits | None = None) -> TraceBatch:
     limits = limits or current()
     try:
-        check_otlp_item_count(body, "spans", limits)
+        check_otlp_request(body, TRACES_LAYOUT, "spans", limits)
     except LimitExceeded as error:
         raise OtlpDecodeError(str(error)) from None
     request = ExportTraceServiceRequest()
@@ -508,7 +511,10 @@ def _json_scope(scope_spans: dict[str, Any], s_path: str, limits: Limits) -> dic
 def decode_json(body: bytes, limits: Limits | None = None) -> TraceBatch:
     limits = limits or current()
     try:
+        check_json_elements(body, limits)
         document = json.loads(body)
+    except LimitExceeded as error:
+        raise OtlpDecodeError(str(error)) from None
     except (ValueError, RecursionError) as error:
         raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
     document = _object(document, "The body")

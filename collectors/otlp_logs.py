@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from collectors.limits import LimitExceeded, Limits, Truncation, check_otlp_item_count, current
+from collectors.limits import LimitExceeded, Limits, Truncation, WireLayout, check_json_elements, check_otlp_request, current
 from collectors.otlp import (
     PROTOBUF,
     UNKNOWN_SERVICE,
@@ -47,6 +47,7 @@ from collectors.otlp import (
 )
 from tracing.records import ObservationRecord, SpanLogRecord, event_identity
 
+LOGS_LAYOUT = WireLayout.of(ExportLogsServiceRequest.DESCRIPTOR)
 # OTLP/JSON may spell the severity by its proto name: SEVERITY_NUMBER_INFO for 9.
 SEVERITY_ENUM = {name: int(number) for name, number in SeverityNumber.items()}
 # Attributes that name an event's identity when the sender has one (a CloudEvent re-emitted as a
@@ -234,7 +235,7 @@ def service_of(resource: dict[str, Any]) -> str:
 def decode_logs_protobuf(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
     limits = limits or current()
     try:
-        check_otlp_item_count(body, "log records", limits)
+        check_otlp_request(body, LOGS_LAYOUT, "log records", limits)
     except LimitExceeded as error:
         raise OtlpDecodeError(str(error)) from None
     request = ExportLogsServiceRequest()
@@ -359,15 +360,19 @@ def nesting_depth_exceeds(document: Any, limit: int) -> bool:
 
 
 def decode_logs_json(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
+    limits = limits or current()
     try:
+        check_json_elements(body, limits)
         document = json.loads(body)
+    except LimitExceeded as error:
+        raise OtlpDecodeError(str(error)) from None
     except (ValueError, RecursionError) as error:
         raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
     # About as deep as protobuf's limit of 100 nested messages lets a value nest (three JSON
     # containers per level of AnyValue): deeper values cannot be stored (or walked) safely.
     if nesting_depth_exceeds(document, MAX_JSON_DEPTH):
         raise OtlpDecodeError(f"The body nests JSON objects and arrays more than {MAX_JSON_DEPTH} levels deep.")
-    return _decode_json_document(document, received_ns or time.time_ns(), limits or current())
+    return _decode_json_document(document, received_ns or time.time_ns(), limits)
 
 
 def decode_logs(body: bytes, content_type: str) -> LogBatch:

@@ -8,11 +8,22 @@ import gzip
 import json
 
 import pytest
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from bench import memory as hostile
 from collectors import admission
-from collectors.limits import Limits, ProblemList, check_json_value, check_otlp_item_count
+from collectors.limits import (
+    Limits,
+    ProblemList,
+    check_json_elements,
+    check_json_value,
+    check_otlp_elements,
+    check_otlp_item_count,
+    count_wire_elements,
+)
+from collectors.otlp import TRACES_LAYOUT
 from tests.collectors.payloads import cloudevent, json_request, json_span, protobuf_request
 from tracing.models import Flow, Observation
 
@@ -123,7 +134,7 @@ def test_data_stored_before_the_limits_stays_readable_through_the_api(admin_clie
 
 
 def test_a_gzip_bomb_of_empty_events_gets_a_small_400(client):
-    body = gzip.compress(b"[" + b"{}," * 1_400_000 + b"{}]")
+    body = gzip.compress(b"[" + b"{}," * 900_000 + b"{}]")
     assert len(body) < 20_000
     response = post_event(client, body, BATCH, **{"Content-Encoding": "gzip"})
     assert response.status_code == 400 and len(response.content) < 1000
@@ -131,7 +142,7 @@ def test_a_gzip_bomb_of_empty_events_gets_a_small_400(client):
 
 
 def test_a_batch_of_bad_events_gets_a_small_400_listing_the_first_problems(client, settings):
-    settings.MAX_ITEMS_PER_REQUEST = 2_000_000
+    settings.MAX_ITEMS_PER_REQUEST, settings.MAX_ELEMENTS_PER_REQUEST = 2_000_000, 3_000_000
     body = gzip.compress(b"[" + b"{}," * 1_400_000 + b"{}]")
     response = post_event(client, body, BATCH, **{"Content-Encoding": "gzip"})
     assert response.status_code == 400
@@ -162,6 +173,98 @@ def test_the_wire_count_stops_at_the_limit_and_leaves_malformed_bodies_to_the_pa
     one_scope_many_spans = b"\x0a\x18\x12\x16" + b"\x12\x00" * 11
     with pytest.raises(ValueError, match="more than 10 spans, resource and scope groups"):
         check_otlp_item_count(one_scope_many_spans, "spans", limits)
+
+
+# Inside one span: events, links and attributes are truncated to their limits once parsed, but
+# parsing millions of empty ones would cost gigabytes first; every message is counted on the wire.
+PROTOBUF_ELEMENT_BOMBS = {
+    "span events": ("/v1/traces", hostile.span_events),
+    "span links": ("/v1/traces", hostile.span_links),
+    "span attributes": ("/v1/traces", hostile.span_attributes),
+    "a span event's attributes": ("/v1/traces", hostile.event_attributes),
+    "an attribute's array values": ("/v1/traces", hostile.array_values),
+    "log record attributes": ("/v1/logs", hostile.log_attributes),
+}
+
+
+@pytest.mark.parametrize("bomb", PROTOBUF_ELEMENT_BOMBS)
+def test_millions_of_empty_messages_inside_one_item_are_refused_before_parsing(client, settings, bomb):
+    settings.MAX_ELEMENTS_PER_REQUEST = 1000
+    path, build = PROTOBUF_ELEMENT_BOMBS[bomb]
+    response = client.post(path, build(2_200), content_type="application/x-protobuf")
+    assert response.status_code == 400
+    message = Status.FromString(response.content).message
+    assert "more than 1000 protobuf messages" in message and "CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST" in message
+    assert not Observation.objects.exists()
+
+
+def test_a_span_within_the_element_limit_is_stored_with_its_events_truncated(client, settings):
+    settings.MAX_ELEMENTS_PER_REQUEST = 1000
+    response = client.post("/v1/traces", hostile.span_events(1_900), content_type="application/x-protobuf")
+    assert response.status_code == 200
+    detail = Observation.objects.get().detail
+    assert len(detail["events"]) == 128 and detail["dropped_events_count"] == (1_900 - 64) // 2 - 128
+
+
+def test_a_group_field_in_front_stops_neither_count(client, settings):
+    """upb skips an unknown group; a count that gave up on it let everything after it through."""
+    settings.MAX_ITEMS_PER_REQUEST, settings.MAX_ELEMENTS_PER_REQUEST = 1000, 1000
+    group = b"\x1b\x08\x01\x1c"  # field 3: start group, a varint inside, end group
+    response = client.post("/v1/traces", group + b"\x0a\x00" * 1001, content_type="application/x-protobuf")
+    assert response.status_code == 400 and "CHOREOSCOPE_MAX_ITEMS_PER_REQUEST" in Status.FromString(response.content).message
+    bomb = hostile.one_span_request(group + hostile.empty_fields(11, 2_200))
+    response = client.post("/v1/traces", bomb, content_type="application/x-protobuf")
+    assert response.status_code == 400 and "CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST" in Status.FromString(response.content).message
+
+
+def test_the_element_count_is_exact_and_its_cheap_bound_is_above_it():
+    from collectors.limits import _upper_bound_of_elements
+
+    body = protobuf_request([{"name": f"s{n}", "attributes": {"a": 1, "b": "x"}, "error": "e"} for n in range(3)])
+    # 1 resource group + its resource + 2 attributes (+ 2 values), 1 scope group + its scope, and per
+    # span: itself, 2 attributes with 2 values, its status.
+    assert count_wire_elements(body, TRACES_LAYOUT, 10**9) == 1 + 1 + 4 + 1 + 1 + 3 * (1 + 4 + 1)
+    assert _upper_bound_of_elements(body, TRACES_LAYOUT) >= 26
+    assert count_wire_elements(hostile.span_events(10_000), TRACES_LAYOUT, 100) == 101  # stops past the limit
+
+
+def test_a_small_body_is_not_walked_at_all():
+    limits = Limits(elements=1000)
+    check_otlp_elements(b"\x0a\x00" * 1000, TRACES_LAYOUT, limits)  # 1000 elements: at the limit
+    with pytest.raises(ValueError, match="more than 1000 protobuf messages"):
+        check_otlp_elements(b"\x0a\x00" * 1001, TRACES_LAYOUT, limits)
+
+
+JSON_ELEMENT_BOMBS = {
+    "OTLP/JSON traces": ("/v1/traces", "application/json", hostile.otlp_json_objects, {}),
+    "OTLP/JSON logs": ("/v1/logs", "application/json", hostile.otlp_json_objects, {}),
+    "a structured CloudEvent's data": ("/v1/events", STRUCTURED, hostile.cloudevent_data_objects, {}),
+    "a batch": ("/v1/events", BATCH, hostile.cloudevents_gzip_bomb, {}),
+    "binary-mode data": (
+        "/v1/events",
+        "application/json",
+        lambda size: b"[" + b"0," * (size // 2) + b"0]",
+        {"ce-specversion": "1.0", "ce-id": "b", "ce-source": "/s", "ce-type": "T"},
+    ),
+}
+
+
+@pytest.mark.parametrize("bomb", JSON_ELEMENT_BOMBS)
+def test_json_of_more_values_than_the_limit_is_refused_before_parsing(client, settings, bomb):
+    settings.MAX_ELEMENTS_PER_REQUEST = 1000
+    path, content_type, build, headers = JSON_ELEMENT_BOMBS[bomb]
+    response = client.post(path, build(3_300), content_type=content_type, headers=headers)
+    assert response.status_code == 400
+    assert b"more than 1000 JSON values and containers" in response.content
+    assert b"CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST" in response.content
+    assert not Observation.objects.exists()
+
+
+def test_commas_and_brackets_inside_json_strings_are_not_values():
+    limits = Limits(elements=10)
+    check_json_elements(json.dumps({"note": ",[{" * 100, "escaped": '\\",' * 50}).encode(), limits)
+    with pytest.raises(ValueError, match="more than 10 JSON values"):
+        check_json_elements(json.dumps({"note": ",[{" * 100, "values": list(range(11))}).encode(), limits)
 
 
 def test_json_values_are_checked_without_recursion():

@@ -1,5 +1,5 @@
 """Fuzzing in the suite: property-based tests of the decoders, the HTTP endpoints, the API (by
-its OpenAPI document) and the sockets.
+its OpenAPI document), the sockets and every form.
 
 In the suite they are derandomized (the same examples every run) and few, so that together they
 stay within about a minute and a half; ``make fuzz`` runs them with random seeds and

@@ -155,3 +155,60 @@ def test_asyncapi_parsing_raises_only_its_own_error_naming_the_source(changes, r
         validator = asyncapi.payload_validator(application, message)
         if validator is not None:
             validator.is_valid({"order_id": "order-1", "total": 1})
+
+
+def _messages_in(message) -> int:
+    """The messages nested in a parsed protobuf message, counted through its fields."""
+    count, pending = 0, [message]
+    while pending:
+        for descriptor, value in pending.pop().ListFields():
+            if descriptor.message_type is None:
+                continue
+            children = list(value) if descriptor.is_repeated else [value]
+            count += len(children)
+            pending.extend(children)
+    return count
+
+
+def _any_value(depth: int):
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+
+    scalar = st.builds(AnyValue, string_value=st.text(max_size=3)) | st.just(AnyValue())
+    if depth == 0:
+        return scalar
+    return scalar | st.builds(
+        lambda values: AnyValue(array_value=ArrayValue(values=values)), st.lists(_any_value(depth - 1), max_size=3)
+    )
+
+
+@fuzz_settings(100)
+@given(
+    spans=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.text(max_size=3), _any_value(3)), max_size=4),
+            st.integers(0, 3),
+            st.integers(0, 3),
+        ),
+        max_size=4,
+    )
+)
+def test_the_wire_count_is_every_parsed_message_and_its_bound_is_above_it(spans):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    from collectors.limits import _upper_bound_of_elements, count_wire_elements
+    from collectors.otlp import TRACES_LAYOUT
+
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    for attributes, events, links in spans:
+        span = scope_spans.spans.add(name="s")
+        span.attributes.extend(KeyValue(key=key, value=value) for key, value in attributes)
+        for _ in range(events):
+            span.events.add().attributes.extend(KeyValue(key=key, value=value) for key, value in attributes)
+        for _ in range(links):
+            span.links.add()
+    body = request.SerializeToString()
+    parsed = ExportTraceServiceRequest.FromString(body)
+    assert count_wire_elements(body, TRACES_LAYOUT, 10**9) == _messages_in(parsed)
+    assert _upper_bound_of_elements(body, TRACES_LAYOUT) >= _messages_in(parsed)

@@ -8,6 +8,9 @@ shipped), and saves 1360x860 and phone-width shots under ``docs/screenshots/``.
 ``python -m tests.pages.screenshots --shared``: one flow whose batch step is shared with two
 other orders, with a cross-flow edge to a shipment and a consumer clock two seconds behind.
 
+``python -m tests.pages.screenshots --admin-forms``: the admin's notification channel form after a
+JSON box held what could not be stored (a NUL), as the operator sees the error.
+
 ``python -m tests.pages.screenshots --demo``: the overview, live, services, correlation-health and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
@@ -292,19 +295,31 @@ def shared_main() -> None:
     print(f"screenshot written to {OUT / 'flow-shared.png'}")
 
 
-def main() -> None:
-    if "--demo" in sys.argv[1:]:
-        demo_main()
-        return
-    if "--contracts" in sys.argv[1:]:
-        contracts_main()
-        return
-    if "--rabbitmq" in sys.argv[1:]:
-        rabbitmq_main()
-        return
-    if "--shared" in sys.argv[1:]:
-        shared_main()
-        return
+def admin_forms_main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        server = start_server(Path(tmp), worker=False)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(base_url=server.url, viewport={"width": 1360, "height": 860})
+                log_in(page, server.url)
+                page.goto("/admin/alerts/notificationchannel/add/")
+                page.fill("#id_name", "ops")
+                page.select_option("#id_kind", "webhook")
+                page.fill("#id_target", "https://hooks.example.com/choreoscope")
+                page.fill("#id_flow_types", '["order", "refund\\u0000"]')
+                page.click("input[name=_save]")
+                page.wait_for_selector(".errornote")
+                page.screenshot(path=OUT / "admin-json-error.png")
+                browser.close()
+        finally:
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
+def flows_main() -> None:
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"
         flows_file.write_text(FLOWS_YAML)
@@ -315,6 +330,21 @@ def main() -> None:
         finally:
             stop_server(server)
     print(f"screenshots written to {OUT}")
+
+
+# The scenario a flag names; without one, the flows pages.
+MODES = {
+    "--demo": demo_main,
+    "--contracts": contracts_main,
+    "--rabbitmq": rabbitmq_main,
+    "--shared": shared_main,
+    "--admin-forms": admin_forms_main,
+}
+
+
+def main() -> None:
+    chosen = [MODES[flag] for flag in sys.argv[1:] if flag in MODES]
+    (chosen[0] if chosen else flows_main)()
 
 
 if __name__ == "__main__":
