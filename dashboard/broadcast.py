@@ -19,7 +19,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer as BaseRedisChannelLayer
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,26 @@ FLOW_SEQUENCE_SECONDS = 8 * 24 * 3600
 STREAM_GROUP = "live.stream"
 TOPOLOGY_GROUP = "live.topology"
 ALERTS_GROUP = "live.alerts"
+
+
+REDIS_DEFAULT_READ_TIMEOUT = 5.0  # redis-py's socket_timeout when none is given
+
+
+class RedisChannelLayer(BaseRedisChannelLayer):
+    """channels_redis's layer, whose blocking wait for a process's next message is configured
+    (``blocking_wait``, seconds) rather than fixed, so that it is set beside the Redis read
+    timeout it must stay under (``settings.CHANNEL_LAYER_WAIT_SECONDS``)."""
+
+    def __init__(self, *args: Any, blocking_wait: float = BaseRedisChannelLayer.brpop_timeout, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.brpop_timeout = blocking_wait
+        for host in self.hosts:
+            timeout = host.get("socket_timeout", REDIS_DEFAULT_READ_TIMEOUT)
+            if timeout is not None and timeout <= blocking_wait:
+                raise ImproperlyConfigured(
+                    f"the channel layer's Redis read timeout ({timeout} s) must be longer than its blocking wait "
+                    f"({blocking_wait} s), or every quiet wait drops the open sockets."
+                )
 
 
 def flow_group(flow_id: int) -> str:

@@ -9,8 +9,11 @@ The protocol, the same on every socket (each message is declared in ``dashboard.
 - client → server ``{"type": "snapshot"}`` (resync) and ``{"type": "subscribe", ...}`` (change the
   view's parameters: stream filters, map window), each answered with a snapshot.
 
-Deltas go out at most once per ``LIVE_UPDATE_SECONDS`` per socket, so a burst reaches a browser as
-a few messages a second. A hole in the group's numbering (the channel layer dropped a message)
+A delta goes out as soon as a group message arrives, unless the socket sent one less than
+``LIVE_UPDATE_SECONDS`` ago: then everything arriving meanwhile goes out as one delta when the
+interval is over. So a quiet system shows a change at once, and a burst reaches a browser as a
+few messages a second. The stream lists at most ``LIVE_STREAM_ROWS_PER_SECOND`` new rows a second
+and says how many it left out. A hole in the group's numbering (the channel layer dropped a message)
 that does not fill within one interval is answered with a fresh snapshot.
 
 Close codes (final: a page stops reconnecting): 4401 not logged in, or logged out meanwhile;
@@ -261,21 +264,23 @@ class StreamConsumer(LiveConsumer):
 
     async def resolve(self) -> int | None:
         self.group = broadcast.STREAM_GROUP
-        self.filters = live_feed.StreamFilters()
+        self.sampler = live_feed.StreamSampler(live_feed.StreamFilters(), settings.LIVE_STREAM_ROWS_PER_SECOND)
         return None
 
     def configure(self, request: dict[str, Any]) -> None:
         filters = request.get("filters", {})
         if not isinstance(filters, dict):
             raise ValueError("'filters' must be an object with any of service, type, key, status.")
-        self.filters = live_feed.parse_stream_filters(filters)
+        self.sampler.filters = live_feed.parse_stream_filters(filters)
 
     async def snapshot(self, seq: int) -> StreamSnapshot:
-        items = await database_sync_to_async(live_feed.stream_snapshot)(self.filters)
-        return {"type": "snapshot", "seq": seq, "items": items, "filters": live_feed.filter_values(self.filters)}
+        filters = self.sampler.filters
+        items = await database_sync_to_async(live_feed.stream_snapshot)(filters)
+        self.sampler.restart(items)
+        return {"type": "snapshot", "seq": seq, "items": items, "filters": live_feed.filter_values(filters)}
 
     def coalesce(self, first: int, seq: int, datas: list[StreamPublication]) -> StreamDelta:
-        return {"type": "delta", "first": first, "seq": seq, **live_feed.stream_delta(datas, self.filters)}
+        return {"type": "delta", "first": first, "seq": seq, **self.sampler.delta(datas, time.monotonic())}
 
 
 class FlowConsumer(LiveConsumer):
