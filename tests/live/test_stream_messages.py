@@ -12,7 +12,7 @@ from dashboard.live_feed import STREAM_PUBLICATION_CAP, StoredStream, StreamFilt
 from dashboard.live_messages import StreamPublication
 
 
-def item(obs_id: int, flow_id: int | None = None, **fields) -> dict:
+def item(obs_id: int, flow_id: int | None = None, **fields: Any) -> Any:
     return {
         "id": obs_id,
         "kind": "event",
