@@ -193,3 +193,47 @@ def test_cleared_rows_do_not_come_back_when_they_are_correlated(stream_without_w
     page.locator(f'#live-rows tr:has(.cell-flow :text-is("{later}"))').wait_for(timeout=2_000)
     page.wait_for_timeout(500)  # the correlated message went out before the later event's
     assert page.locator(f'#live-rows tr:has(.cell-flow :text-is("{cleared}"))').count() == 0
+
+
+@pytest.fixture(scope="module")
+def server_listing_few_rows(tmp_path_factory):
+    """A real server whose stream pages list at most 5 new rows a second."""
+    from tests.conftest import start_server, stop_server
+
+    running = start_server(tmp_path_factory.mktemp("sampling"), {"CHOREOSCOPE_LIVE_STREAM_ROWS_PER_SECOND": "5"}, worker=False)
+    yield running
+    stop_server(running)
+
+
+def test_above_what_a_page_lists_the_stream_says_it_shows_a_sample(browser, server_listing_few_rows):
+    from tests.conftest import log_in
+    from tests.http import post_cloudevents
+
+    server = server_listing_few_rows
+    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    log_in(page, server.url)
+    page.goto("/live/")
+    wait_live(page)
+    expect(page.locator("#live-sampling")).to_be_hidden()
+    keys = [f"order-{uuid.uuid4().hex[:8]}" for _ in range(50)]
+    batch = [
+        {"specversion": "1.0", "id": key, "source": "checkout", "type": "OrderCreated", "correlationid": key, "data": {}}
+        for key in keys
+    ]
+    post_cloudevents(server.url, batch)
+    sampling = page.locator("#live-sampling")
+    expect(sampling).to_be_visible(timeout=3_000)
+    # Five listed (the newest), forty-five left out, each counted once across both stages.
+    expect(sampling.locator("[data-left-out]")).to_have_text("45")
+    expect(page.locator("#live-rows tr")).to_have_count(5)
+    for key in keys[-5:]:
+        expect(page.locator("#live-rows")).to_contain_text(key)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "live-sampling.png"))
+    # A filter narrow enough for the page lists every matching row, and the notice goes.
+    page.fill("#lf-key", keys[0])
+    page.click("#live-filters button[type=submit]")
+    expect(page.locator("#live-rows tr")).to_have_count(1)
+    expect(sampling).to_be_hidden()
+    context.close()
