@@ -14,7 +14,7 @@ A delta goes out as soon as a group message arrives, unless the socket sent one 
 interval is over. So a quiet system shows a change at once, and a burst reaches a browser as a
 few messages a second. The stream lists at most ``LIVE_STREAM_ROWS_PER_SECOND`` new rows a second
 and says how many it left out. A hole in the group's numbering (the channel layer dropped a message)
-that does not fill within one interval is answered with a fresh snapshot.
+that does not fill within ``HOLE_SECONDS`` is answered with a fresh snapshot.
 
 Close codes (final: a page stops reconnecting): 4401 not logged in, or logged out meanwhile;
 4403 not allowed; 4404 no such flow. Subclasses name their group from server-side values only.
@@ -64,6 +64,11 @@ log = logging.getLogger(__name__)
 
 MIN_REQUEST_SECONDS = 0.2  # between two snapshot or subscribe requests of one socket
 MAX_PENDING_MESSAGES = 500  # group messages held for one socket before it resyncs instead
+# How long a hole in the numbering may wait to fill: two publishers (a web process and a worker)
+# number their messages and then send them, and a busy machine can pause one in between for a
+# few hundred milliseconds. Messages after a hole wait too, so this is only waited out when a
+# message was lost or is that late.
+HOLE_SECONDS = 0.5
 
 
 def error(message: str) -> ErrorMessage:
@@ -242,10 +247,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 self.last_seq += 1
                 datas.append(self.pending.pop(self.last_seq))
             if self.pending:
-                # A hole: another publisher's message may still be on its way (two workers
-                # numbered them in one order and sent them in the other). Wait one interval.
+                # A hole: another publisher's message may still be on its way (two publishers
+                # numbered them in one order and sent them in the other). Wait up to HOLE_SECONDS.
                 self.hole_since = self.hole_since or time.monotonic()
-                resync = time.monotonic() - self.hole_since >= settings.LIVE_UPDATE_SECONDS
+                resync = time.monotonic() - self.hole_since >= max(HOLE_SECONDS, settings.LIVE_UPDATE_SECONDS)
             else:
                 self.hole_since = None
             delta = self.coalesce(self.sent_seq + 1, self.last_seq, datas) if datas else None
