@@ -92,7 +92,8 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def serving(mode: str, workdir: Path) -> Iterator[str]:
+def serving(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
+    """The server's address, and the process ids of the web process and the worker (if any)."""
     port = free_port()
     env = {
         **os.environ,
@@ -127,7 +128,7 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
                 processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=log))
             try:
                 wait_for(f"http://127.0.0.1:{port}/healthz", process=processes[0])
-                yield f"127.0.0.1:{port}"
+                yield f"127.0.0.1:{port}", [process.pid for process in processes]
             finally:
                 for process in processes:
                     process.terminate()
@@ -141,6 +142,12 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
 @contextmanager
 def nullcontext() -> Iterator[str]:
     yield ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- senders -------------------------------------------------------------------------------------
@@ -369,11 +376,19 @@ def main() -> dict[str, Any]:
     quiet = float(setting("QUIET_SECONDS", "60"))
     results: dict[str, Any] = {"note": "shared 2-core machine; one run per cell; latency over listed events (see listed_share)"}
     for mode in modes:
-        with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as address:
+        with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as (address, pids):
             cookie = session_cookie(f"http://{address}", PASSWORD)
             for rate in rates:
                 print(f"  {mode}: {rate} events/s for {seconds:g} s, {clients} clients", flush=True)
+                cpu_before, started = [cpu_seconds(pid) for pid in pids], time.monotonic()
                 results[f"{mode}_{rate}"] = asyncio.run(measure_rate(address, cookie, rate, seconds, clients, filtered))
+                elapsed = time.monotonic() - started
+                used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+                # CPU per second of the run (sending, stragglers, socket set-up included): on a shared
+                # machine, steadier than the latencies for comparing two versions' cost.
+                results[f"{mode}_{rate}"]["web_cpu_share"] = round(used[0] / elapsed, 3)
+                if len(used) > 1:
+                    results[f"{mode}_{rate}"]["worker_cpu_share"] = round(used[1] / elapsed, 3)
                 print(f"    {results[f'{mode}_{rate}']}", flush=True)
             if quiet:
                 print(f"  {mode}: {clients} clients through {quiet:g} quiet seconds", flush=True)

@@ -31,6 +31,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -103,6 +104,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def keep_watching(self) -> None:
         """Called on connect and every ``WATCH_SECONDS / 3`` while open."""
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        # A busy stream encodes thousands of rows a second per process, for every open page: with
+        # orjson, several times faster than json.dumps (the same JSON text for these messages).
+        return orjson.dumps(content).decode()
 
     # --- connection ----------------------------------------------------------------------------
 
