@@ -12,6 +12,7 @@ that made it, nor the task that correlated it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -110,11 +111,16 @@ async def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
         await layer.group_send(group, message)
 
 
-def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-    """Send each ``(group, data)`` now, numbered, in one trip to the channel layer."""
+def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]], loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Send each ``(group, data)`` now, numbered, in one trip to the channel layer. A thread
+    that publishes often passes an event loop of its own (``loop``): the channel layer keeps a
+    loop's Redis connections, where each ``async_to_sync`` call would start a new loop, and
+    with it a new connection."""
     try:
         messages = [(group, group_message(group, data)) for group, data in payloads]
-        if messages:
+        if messages and loop is not None:
+            loop.run_until_complete(_send_all(messages))
+        elif messages:
             async_to_sync(_send_all)(messages)
     except Exception:
         log.exception("publishing %d live message(s) failed; open pages will resync on their next message", len(payloads))

@@ -28,6 +28,7 @@ Every message is declared in ``dashboard.live_messages``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -327,13 +328,14 @@ class StoredStream:
             self.published_at = time.monotonic()
         return items, total
 
-    def publish(self) -> None:
+    def publish(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         items, total = self.take()
         if total:
             data: StreamPublication = {"stage": "stored", "items": items, "total": total, "published_at": time.time()}
-            publish_many([(STREAM_GROUP, data)])
+            publish_many([(STREAM_GROUP, data)], loop=loop)
 
     def _publish_forever(self) -> None:
+        loop = asyncio.new_event_loop()
         while True:
             with self.ready:
                 while not self.total:
@@ -342,7 +344,7 @@ class StoredStream:
             if wait > 0:
                 time.sleep(wait)
             try:
-                self.publish()
+                self.publish(loop)
             except Exception:  # publish_many logs its own failures; this is a bug, not a hiccup
                 log.exception("publishing stored observations to the live stream failed")
 

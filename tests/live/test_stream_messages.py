@@ -110,7 +110,7 @@ def recording(monkeypatch) -> tuple[list, threading.Event]:
     sent: list = []
     done = threading.Event()
 
-    def publish_many(payloads):
+    def publish_many(payloads, loop=None):
         sent.extend(payloads)
         done.set()
 
