@@ -59,6 +59,16 @@ class RedisChannelLayer(BaseRedisChannelLayer):
                     f"({blocking_wait} s), or every quiet wait drops the open sockets."
                 )
 
+    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:
+        member = await super()._brpop_with_clean(index, channel, timeout)
+        task = asyncio.current_task()
+        if member is None and task is not None and task.cancelling():
+            # A cancellation that arrives during the blocking read can be swallowed by the Redis
+            # client; the read then ends empty and channels_redis would start the next wait, for
+            # ever (a closing socket's receive never ends). Honour the pending cancellation.
+            raise asyncio.CancelledError
+        return member
+
 
 def flow_group(flow_id: int) -> str:
     return f"live.flow.{int(flow_id)}"
