@@ -218,6 +218,7 @@ class StreamSampler:
     budget: float = math.inf  # starts full (capped at the first refill)
     refilled_at: float | None = None
     seen: dict[int, bool] = field(default_factory=dict)  # observation id → listed (else left out)
+    forgotten_up_to: int = -1  # ids up to this one were seen and forgotten: old news, not new rows
 
     def restart(self, listed: list[StreamItem]) -> None:
         """After a snapshot: the page lists exactly these."""
@@ -230,7 +231,7 @@ class StreamSampler:
         are not listed; and ``published_at``, the oldest publication merged."""
         self._refill(now)
         latest = matching_items(datas, self.filters)
-        new = sorted(obs_id for obs_id in latest if obs_id not in self.seen)
+        new = sorted(obs_id for obs_id in latest if obs_id not in self.seen and obs_id > self.forgotten_up_to)
         room = len(new) if self.budget >= len(new) else int(self.budget)
         listed = new[len(new) - room :]
         self.budget -= room
@@ -254,9 +255,10 @@ class StreamSampler:
     def _remember(self, new: list[int], listed: set[int]) -> None:
         self.seen.update((obs_id, obs_id in listed) for obs_id in new)
         if len(self.seen) > STREAM_SEEN_MEMORY:
-            # Forget the oldest ids: their versions have long been published.
+            # Forget the oldest ids; a late version of one (a correlation backlog) is not new.
             for obs_id in sorted(self.seen)[: len(self.seen) - STREAM_SEEN_MEMORY // 2]:
                 del self.seen[obs_id]
+                self.forgotten_up_to = max(self.forgotten_up_to, obs_id)
 
 
 def stream_items(observation_ids: list[int]) -> list[StreamItem]:

@@ -97,6 +97,15 @@ def test_above_its_rate_a_page_lists_the_newest_and_counts_the_rest_as_left_out(
     assert ids(late) == [] and late["matched"] == 0, "a row left out stays out, and is counted once"
 
 
+def test_a_late_version_of_an_observation_the_page_has_forgotten_is_not_new_again(monkeypatch):
+    monkeypatch.setattr(live_feed, "STREAM_SEEN_MEMORY", 10)
+    page = sampler(5)
+    first = page.delta([stored(*[item(n) for n in range(1, 21)])], now=0.0)
+    assert first["matched"] == 20 and first["left_out"] == 15
+    late = page.delta([correlated(*[item(n, flow_id=1) for n in range(1, 21)])], now=0.1)
+    assert late["matched"] == 0 and late["left_out"] == 0, "each observation is counted once, however late"
+
+
 def test_a_snapshot_restarts_what_the_page_lists():
     page = sampler()
     page.delta([stored(item(1), item(2))], now=0.0)
