@@ -12,7 +12,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,18 @@ def layer_config(wait: float) -> dict[str, Any]:
     return {**config, "hosts": [{**host, "socket_timeout": wait + 10.0}], "blocking_wait": wait}
 
 
-async def test_a_channel_with_nothing_to_say_outlasts_many_blocking_waits_and_then_hears_a_message():
+def on_a_loop_of_its_own(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` in a thread with its own event loop: a browser test on the same test
+    process may leave Playwright's loop running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
+
+
+def test_a_channel_with_nothing_to_say_outlasts_many_blocking_waits_and_then_hears_a_message():
+    on_a_loop_of_its_own(nothing_to_say_then_a_message)
+
+
+async def nothing_to_say_then_a_message() -> None:
     layer = RedisChannelLayer(**layer_config(0.2))
     channel = await layer.new_channel()
     receiving = asyncio.ensure_future(layer.receive(channel))
@@ -51,9 +63,13 @@ async def test_a_channel_with_nothing_to_say_outlasts_many_blocking_waits_and_th
     await layer.flush()
 
 
-async def test_a_read_timeout_no_longer_than_the_blocking_wait_fails_a_quiet_wait():
+def test_a_read_timeout_no_longer_than_the_blocking_wait_fails_a_quiet_wait():
     """Why the read timeout is configured: redis-py's default (5 s) against channels_redis's
     default wait (5 s), here both 1 s."""
+    on_a_loop_of_its_own(a_quiet_wait_with_an_equal_read_timeout)
+
+
+async def a_quiet_wait_with_an_equal_read_timeout() -> None:
     config = layer_config(1.0)
     [host] = config.pop("hosts")
     del config["blocking_wait"]
