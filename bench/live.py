@@ -10,14 +10,20 @@ An event reaches the stream twice: when its request commits (``stored``, no flow
 correlation has committed it (with its flow). ``latency_ms_*`` is the first, what a stream page
 shows; ``with_flow_ms_*`` the second, when the row links to its flow.
 
-The stream shows a sample when busy: one message carries at most the newest 200 observations
-(per process and publication, and per correlated batch), and one socket gets at most one merged
-message per 0.25 s. So at 2,000 events/s most events are counted (``total``) but not listed;
-latency is measured over the events that were listed, and ``listed_share`` (``with_flow_share``)
-says how many that was.
+A page lists at most ``CHOREOSCOPE_LIVE_STREAM_ROWS_PER_SECOND`` (600) new rows a second and
+says how many matching rows it left out (``left_out``). So at 2,000 events/s an unfiltered page
+lists a sample: latency is measured over the events that were listed, ``listed_share``
+(``with_flow_share``) says how many that was, and ``accounted_share`` how many were listed or
+reported left out (1.0: the page knows what it does not show). ``BENCH_LIVE_FILTERED`` of the
+clients (4) filter on ``type=OrderCreated``, a quarter of the events (500 rows/s at 2,000/s):
+their ``filtered_listed_share`` should be 1.0.
+
+Then, per mode, ``quiet``: the clients stay connected for ``BENCH_LIVE_QUIET_SECONDS`` (60) with
+nothing sent; ``sockets_dropped`` counts those that closed, ``sockets_hearing_after`` those that
+receive the event sent afterwards.
 
     python -m bench live
-    BENCH_LIVE_MODES=embedded BENCH_LIVE_RATES=100 BENCH_LIVE_SECONDS=5 python -m bench live
+    BENCH_LIVE_MODES=embedded BENCH_LIVE_RATES=100 BENCH_LIVE_SECONDS=5 BENCH_LIVE_QUIET_SECONDS=5 python -m bench live
 """
 
 from __future__ import annotations
@@ -86,7 +92,8 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def serving(mode: str, workdir: Path) -> Iterator[str]:
+def serving(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
+    """The server's address, and the process ids of the web process and the worker (if any)."""
     port = free_port()
     env = {
         **os.environ,
@@ -121,7 +128,7 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
                 processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=log))
             try:
                 wait_for(f"http://127.0.0.1:{port}/healthz", process=processes[0])
-                yield f"127.0.0.1:{port}"
+                yield f"127.0.0.1:{port}", [process.pid for process in processes]
             finally:
                 for process in processes:
                     process.terminate()
@@ -135,6 +142,12 @@ def serving(mode: str, workdir: Path) -> Iterator[str]:
 @contextmanager
 def nullcontext() -> Iterator[str]:
     yield ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- senders -------------------------------------------------------------------------------------
@@ -204,6 +217,9 @@ def send_schedule(address: str, rate: int, seconds: float, acked: dict[str, floa
 # --- clients -------------------------------------------------------------------------------------
 
 
+FILTER = {"type": "OrderCreated"}
+
+
 async def client(
     address: str,
     cookie: str,
@@ -213,13 +229,20 @@ async def client(
     messages: list[int],
     delivery: list[float],
     stop: asyncio.Event,
+    filtered: bool = False,
 ) -> None:
+    """``messages``: [messages, snapshots after the first, rows reported left out]."""
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     async with connect(
-        f"ws://{address}/ws/stream/", origin=f"http://{address}", additional_headers={"Cookie": cookie}, max_size=2**24
+        f"ws://{address}/ws/stream/", origin=Origin(f"http://{address}"), additional_headers={"Cookie": cookie}, max_size=2**24
     ) as socket:
         json.loads(await socket.recv())  # the snapshot
+        if filtered:
+            await socket.send(json.dumps({"type": "subscribe", "filters": FILTER}))
+            while json.loads(await socket.recv())["type"] != "snapshot":
+                pass
         ready.set()
         while not stop.is_set():
             try:
@@ -233,21 +256,29 @@ async def client(
                 messages[1] += 1
             elif message.get("published_at"):
                 delivery.append(time.time() - message["published_at"])
+            messages[2] += message.get("left_out", 0)
             for item in message.get("items", []):
                 arrivals.setdefault(item["flow_key"] or "", now)
                 if item["flow_id"]:
                     linked.setdefault(item["flow_key"], now)
 
 
-async def measure_rate(address: str, cookie: str, rate: int, seconds: float, clients: int) -> dict[str, Any]:
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def measure_rate(address: str, cookie: str, rate: int, seconds: float, clients: int, filtered: int) -> dict[str, Any]:
     arrivals: list[dict[str, float]] = [{} for _ in range(clients)]
     linked: list[dict[str, float]] = [{} for _ in range(clients)]
     readies = [asyncio.Event() for _ in range(clients)]
-    counts = [[0, 0] for _ in range(clients)]
+    counts = [[0, 0, 0] for _ in range(clients)]
     stop = asyncio.Event()
     delivery: list[float] = []  # seconds from a group message's publication to a client's receipt
+    is_filtered = [n >= clients - filtered for n in range(clients)]
     tasks = [
-        asyncio.create_task(client(address, cookie, arrivals[n], linked[n], readies[n], counts[n], delivery, stop))
+        asyncio.create_task(
+            client(address, cookie, arrivals[n], linked[n], readies[n], counts[n], delivery, stop, filtered=is_filtered[n])
+        )
         for n in range(clients)
     ]
     await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in readies)), timeout=30)
@@ -260,6 +291,13 @@ async def measure_rate(address: str, cookie: str, rate: int, seconds: float, cli
     latencies = [arrived[key] - at for arrived in arrivals for key, at in acked.items() if key in arrived]
     with_flow = [arrived[key] - at for arrived in linked for key, at in acked.items() if key in arrived]
     pairs = len(acked) * clients
+    # The events each client should list: all of them, or those of its filter's type.
+    matching = {key for key in acked if EVENT_TYPES[int(key.split("-")[1]) % 4] == FILTER["type"]}
+    unfiltered = [n for n in range(clients) if not is_filtered[n]]
+    filtered_ones = [n for n in range(clients) if is_filtered[n]]
+    listed_unfiltered = sum(len(arrivals[n].keys() & acked.keys()) for n in unfiltered)
+    left_out_unfiltered = sum(counts[n][2] for n in unfiltered)
+    listed_filtered = sum(len(arrivals[n].keys() & matching) for n in filtered_ones)
     return {
         "target_events_per_s": rate,
         "achieved_events_per_s": round(achieved, 1),
@@ -269,6 +307,10 @@ async def measure_rate(address: str, cookie: str, rate: int, seconds: float, cli
         "messages_per_client_per_s": round(statistics.mean(c[0] for c in counts) / (seconds + 3), 2),
         "resyncs_per_client": round(statistics.mean(c[1] for c in counts), 1),
         "listed_share": round(len(latencies) / pairs, 4) if pairs else None,
+        "unfiltered_listed_share": share(listed_unfiltered, len(acked) * len(unfiltered)),
+        "accounted_share": share(listed_unfiltered + left_out_unfiltered, len(acked) * len(unfiltered)),
+        "filtered_clients": filtered,
+        "filtered_listed_share": share(listed_filtered, len(matching) * len(filtered_ones)),
         "latency_ms_p50": ms(percentile(latencies, 0.50)),
         "latency_ms_p99": ms(percentile(latencies, 0.99)),
         "latency_ms_max": ms(max(latencies)) if latencies else None,
@@ -280,19 +322,78 @@ async def measure_rate(address: str, cookie: str, rate: int, seconds: float, cli
     }
 
 
+async def quiet_socket(address: str, cookie: str, ready: asyncio.Event, key: str, heard: asyncio.Event) -> str:
+    """One socket through the quiet spell: "dropped" if it closed, else whether it heard ``key``."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+    from websockets.typing import Origin
+
+    try:
+        async with connect(
+            f"ws://{address}/ws/stream/", origin=Origin(f"http://{address}"), additional_headers={"Cookie": cookie}
+        ) as socket:
+            json.loads(await socket.recv())  # the snapshot
+            ready.set()
+            while True:
+                message = json.loads(await socket.recv())
+                if key in [item["flow_key"] for item in message.get("items", [])]:
+                    heard.set()
+                    return "heard"
+    except ConnectionClosed:
+        return "dropped"
+
+
+async def measure_quiet(address: str, cookie: str, seconds: float, clients: int) -> dict[str, Any]:
+    key = f"quiet-{uuid.uuid4().hex[:8]}"
+    readies = [asyncio.Event() for _ in range(clients)]
+    heard = [asyncio.Event() for _ in range(clients)]
+    tasks = [asyncio.create_task(quiet_socket(address, cookie, readies[n], key, heard[n])) for n in range(clients)]
+    await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in readies)), timeout=30)
+    await asyncio.sleep(seconds)
+    dropped = sum(task.done() for task in tasks)  # a socket that hears nothing returns only when it closes
+    body = json.dumps({"specversion": "1.0", "id": key, "source": "/bench/quiet", "type": "OrderCreated", "correlationid": key})
+    connection = http.client.HTTPConnection(address, timeout=10)
+    connection.request("POST", "/v1/events", body=body, headers={"Content-Type": "application/cloudevents+json"})
+    status = connection.getresponse().status
+    await asyncio.wait([asyncio.create_task(event.wait()) for event in heard], timeout=5)
+    for task in tasks:
+        task.cancel()
+    return {
+        "quiet_seconds": seconds,
+        "clients": clients,
+        "sockets_dropped": dropped,
+        "event_status": status,
+        "sockets_hearing_after": sum(event.is_set() for event in heard),
+    }
+
+
 def main() -> dict[str, Any]:
     modes = [m.strip() for m in setting("MODES", "embedded,services").split(",") if m.strip()]
     rates = [int(r) for r in setting("RATES", "100,2000").split(",")]
     seconds = float(setting("SECONDS", "10"))
     clients = int(setting("CLIENTS", "20"))
+    filtered = int(setting("FILTERED", "4"))
+    quiet = float(setting("QUIET_SECONDS", "60"))
     results: dict[str, Any] = {"note": "shared 2-core machine; one run per cell; latency over listed events (see listed_share)"}
     for mode in modes:
-        with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as address:
+        with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, serving(mode, Path(tmp)) as (address, pids):
             cookie = session_cookie(f"http://{address}", PASSWORD)
             for rate in rates:
                 print(f"  {mode}: {rate} events/s for {seconds:g} s, {clients} clients", flush=True)
-                results[f"{mode}_{rate}"] = asyncio.run(measure_rate(address, cookie, rate, seconds, clients))
+                cpu_before, started = [cpu_seconds(pid) for pid in pids], time.monotonic()
+                results[f"{mode}_{rate}"] = asyncio.run(measure_rate(address, cookie, rate, seconds, clients, filtered))
+                elapsed = time.monotonic() - started
+                used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+                # CPU per second of the run (sending, stragglers, socket set-up included): on a shared
+                # machine, steadier than the latencies for comparing two versions' cost.
+                results[f"{mode}_{rate}"]["web_cpu_share"] = round(used[0] / elapsed, 3)
+                if len(used) > 1:
+                    results[f"{mode}_{rate}"]["worker_cpu_share"] = round(used[1] / elapsed, 3)
                 print(f"    {results[f'{mode}_{rate}']}", flush=True)
+            if quiet:
+                print(f"  {mode}: {clients} clients through {quiet:g} quiet seconds", flush=True)
+                results[f"{mode}_quiet"] = asyncio.run(measure_quiet(address, cookie, quiet, clients))
+                print(f"    {results[f'{mode}_quiet']}", flush=True)
     return results
 
 

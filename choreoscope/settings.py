@@ -136,12 +136,30 @@ REDIS_URL = env_str("REDIS_URL")
 # installations (or test runs) can share one Redis.
 REDIS_PREFIX = env_str("CHOREOSCOPE_REDIS_PREFIX") or "choreoscope"
 CELERY_TASK_DEFAULT_QUEUE = REDIS_PREFIX
+# Each web process waits for its sockets' next channel-layer message with one blocking Redis read
+# of up to this many seconds, again and again. redis-py gives up on any read after its socket
+# timeout (5 s by default): were that not longer than the wait, every quiet wait would end in
+# "Timeout reading from …" and drop the process's open sockets without a close frame. So reads
+# may take the wait plus a margin; a Redis that stops answering is still noticed after that, and
+# a vanished peer sooner by TCP keepalive.
+CHANNEL_LAYER_WAIT_SECONDS = env_float("CHOREOSCOPE_CHANNEL_LAYER_WAIT_SECONDS", 5.0, minimum=0.1)
+CHANNEL_LAYER_CONNECTION = {
+    "socket_timeout": CHANNEL_LAYER_WAIT_SECONDS + 10.0,
+    "socket_connect_timeout": 5.0,
+    "socket_keepalive": True,
+}
 if REDIS_URL:
     check_redis_url(REDIS_URL)
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi", "capacity": 1000, "expiry": 30},
+            "BACKEND": "dashboard.broadcast.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **CHANNEL_LAYER_CONNECTION}],
+                "prefix": f"{REDIS_PREFIX}:asgi",
+                "capacity": 1000,
+                "expiry": 30,
+                "blocking_wait": CHANNEL_LAYER_WAIT_SECONDS,
+            },
         }
     }
     CACHES = {
@@ -270,8 +288,12 @@ WEBHOOK_SECRET = env_str("CHOREOSCOPE_WEBHOOK_SECRET") or SECRET_KEY
 
 # --- Live updates (WebSockets) -----------------------------------------------------------------
 
-# Shortest time between two updates one open page receives; a burst in between is merged.
-LIVE_UPDATE_SECONDS = env_float("CHOREOSCOPE_LIVE_UPDATE_SECONDS", 0.25, minimum=0.0)
+# Shortest time between two updates one open page receives: the first change after a quiet
+# spell goes out at once, a burst after it is merged into one update per interval.
+LIVE_UPDATE_SECONDS = env_float("CHOREOSCOPE_LIVE_UPDATE_SECONDS", 0.1, minimum=0.0)
+# New rows one stream page lists a second, at most; above it the page lists a sample (the
+# newest) and says how many matching rows it left out.
+LIVE_STREAM_ROWS_PER_SECOND = env_int("CHOREOSCOPE_LIVE_STREAM_ROWS_PER_SECOND", 600, minimum=1)
 
 # --- Pages -------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ that made it, nor the task that correlated it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer as BaseRedisChannelLayer
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,36 @@ FLOW_SEQUENCE_SECONDS = 8 * 24 * 3600
 STREAM_GROUP = "live.stream"
 TOPOLOGY_GROUP = "live.topology"
 ALERTS_GROUP = "live.alerts"
+
+
+REDIS_DEFAULT_READ_TIMEOUT = 5.0  # redis-py's socket_timeout when none is given
+
+
+class RedisChannelLayer(BaseRedisChannelLayer):
+    """channels_redis's layer, whose blocking wait for a process's next message is configured
+    (``blocking_wait``, seconds) rather than fixed, so that it is set beside the Redis read
+    timeout it must stay under (``settings.CHANNEL_LAYER_WAIT_SECONDS``)."""
+
+    def __init__(self, *args: Any, blocking_wait: float = BaseRedisChannelLayer.brpop_timeout, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.brpop_timeout = blocking_wait
+        for host in self.hosts:
+            timeout = host.get("socket_timeout", REDIS_DEFAULT_READ_TIMEOUT)
+            if timeout is not None and timeout <= blocking_wait:
+                raise ImproperlyConfigured(
+                    f"the channel layer's Redis read timeout ({timeout} s) must be longer than its blocking wait "
+                    f"({blocking_wait} s), or every quiet wait drops the open sockets."
+                )
+
+    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:
+        member = await super()._brpop_with_clean(index, channel, timeout)
+        task = asyncio.current_task()
+        if member is None and task is not None and task.cancelling():
+            # A cancellation that arrives during the blocking read can be swallowed by the Redis
+            # client; the read then ends empty and channels_redis would start the next wait, for
+            # ever (a closing socket's receive never ends). Honour the pending cancellation.
+            raise asyncio.CancelledError
+        return member
 
 
 def flow_group(flow_id: int) -> str:
@@ -88,11 +121,16 @@ async def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
         await layer.group_send(group, message)
 
 
-def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-    """Send each ``(group, data)`` now, numbered, in one trip to the channel layer."""
+def publish_many(payloads: Sequence[tuple[str, Mapping[str, Any]]], loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Send each ``(group, data)`` now, numbered, in one trip to the channel layer. A thread
+    that publishes often passes an event loop of its own (``loop``): the channel layer keeps a
+    loop's Redis connections, where each ``async_to_sync`` call would start a new loop, and
+    with it a new connection."""
     try:
         messages = [(group, group_message(group, data)) for group, data in payloads]
-        if messages:
+        if messages and loop is not None:
+            loop.run_until_complete(_send_all(messages))
+        elif messages:
             async_to_sync(_send_all)(messages)
     except Exception:
         log.exception("publishing %d live message(s) failed; open pages will resync on their next message", len(payloads))

@@ -2,12 +2,19 @@
 
 The stream hears of an observation twice:
 - ``stored``: as soon as its ingestion request commits (``on_observations_stored``), built from
-  the records in hand, with no read. Each process gathers what its requests stored and publishes
-  it at most every ``STREAM_PUBLISH_SECONDS``, so a stream page sees an event a fraction of a
-  second after it was accepted, whatever correlation's backlog. Its flow is not known yet; its
-  ``flow_key`` is the business key it carries, if any.
+  the records in hand, with no read. Each process publishes what its requests stored from a
+  thread of its own: at once after a quiet spell, and at most every ``STREAM_PUBLISH_SECONDS``
+  under load (everything gathered meanwhile as one message), so a stream page sees an event
+  within milliseconds of its 2xx when the system is quiet, and within a fraction of a second
+  when it is busy, whatever correlation's backlog. Its flow is not known yet; its ``flow_key``
+  is the business key it carries, if any.
 - ``correlated``: once correlation committed it, with its flow's id, key and status (and the
   service of the span that emitted it); pages fill in the rows they show (``stream_delta``).
+
+Publications carry every observation (up to ``STREAM_PUBLICATION_CAP``), so that each socket can
+filter them itself: a filtered page lists every matching row. A page lists at most
+``settings.LIVE_STREAM_ROWS_PER_SECOND`` new rows a second; above that it lists the newest and
+says how many matching rows it left out (``StreamSampler``).
 
 Correlation also publishes once per batch (``on_flows_changed``): one message per watched flow
 it touched and one for the service map. Flows nobody has open are not published at all, so a
@@ -21,11 +28,13 @@ Every message is declared in ``dashboard.live_messages``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.core.cache import cache
@@ -33,7 +42,6 @@ from django.core.cache import cache
 from alerts.models import Alert
 from alerts.selectors import alert_counts, alert_groups
 from alerts.status import ShownStatus, shown_status, status_condition
-from choreoscope.dispatch import CoalescedCall
 from dashboard.api.serializers import serialize_alert, serialize_alert_group
 from dashboard.broadcast import (
     ALERTS_GROUP,
@@ -68,11 +76,16 @@ from tracing.topology import batch_pulses, lag_on_map, observed_topology
 
 log = logging.getLogger(__name__)
 
-STREAM_BATCH_CAP = 200  # newest observations of one message carried to the stream
-# How long a process gathers stored observations before publishing them as one stream message:
-# a few messages a second per process, and a stored event reaches open pages within about this
-# plus the sockets' own LIVE_UPDATE_SECONDS.
-STREAM_PUBLISH_SECONDS = 0.2
+# Observations one stream publication carries at most (the newest): far above what one process
+# stores in an interval, so that in practice every observation reaches the sockets' filters.
+STREAM_PUBLICATION_CAP = 2000
+# Shortest time between two stored-stage publications of one process. The first observation
+# after a quiet spell goes out at once; under load, one message per interval per process, so a
+# stored event reaches open pages within about this plus the sockets' LIVE_UPDATE_SECONDS.
+STREAM_PUBLISH_SECONDS = 0.05
+# Observations one socket remembers as listed or left out, so that an observation's correlated
+# version fills in a row the page lists and is not counted twice when it left it out.
+STREAM_SEEN_MEMORY = 20_000
 STREAM_SNAPSHOT_SIZE = 100
 STREAM_SNAPSHOT_WINDOW = 200_000  # newest observations a filtered snapshot looks among
 # Observations of one batch whose map pulses are drawn: a sample of a busy batch is enough to
@@ -180,29 +193,78 @@ def stored_item(obs_id: int, record: ObservationRecord, received_at: str, key: s
     }
 
 
-def stream_delta(datas: list[StreamPublication], filters: StreamFilters) -> StreamChanges:
-    """One socket's delta from consecutive stream messages: the items that match its filters,
-    one per observation (its correlated version, if any, over its stored one), oldest first and
-    capped; ``total``, how many observations were stored meanwhile (the page's rate); and
-    ``published_at``, the oldest publication it merges.
-
-    Pages keep rows by observation id: an item they already show fills in its flow, a new one
-    is added. So the two stages may arrive in either order (in the embedded mode correlation
-    often publishes first), and a page filtered by flow key or flow status shows an observation
-    when it is correlated."""
+def matching_items(datas: list[StreamPublication], filters: StreamFilters) -> dict[int, StreamItem]:
+    """The items of consecutive stream messages that match ``filters``, one per observation: its
+    correlated version, if any, over its stored one (they may come in either order; in the
+    embedded mode correlation often publishes first)."""
     latest: dict[int, StreamItem] = {}
     for data in datas:
         for item in data["items"]:
             if stream_item_matches(item, filters) and (item["flow_id"] is not None or item["id"] not in latest):
                 latest[item["id"]] = item
-    total = sum(data.get("total", 0) for data in datas)
-    published = min((data["published_at"] for data in datas if "published_at" in data), default=None)
-    return {"items": [latest[obs_id] for obs_id in sorted(latest)[-STREAM_BATCH_CAP:]], "total": total, "published_at": published}
+    return latest
+
+
+@dataclass
+class StreamSampler:
+    """What one stream page lists of the messages it hears. Every matching observation is new
+    once: listed, or, when more are new than the page may list (``rows_per_second``, a budget
+    refilled continuously and holding at most one second's worth), left out, newest listed
+    first. A listed row's later version (correlated: its flow) is sent too, to fill the row in;
+    a row left out stays out. Pages keep rows by observation id, so a version they already hold
+    changes nothing. Pure: the consumer passes the clock."""
+
+    filters: StreamFilters
+    rows_per_second: float
+    budget: float = math.inf  # starts full (capped at the first refill)
+    refilled_at: float | None = None
+    seen: dict[int, bool] = field(default_factory=dict)  # observation id → listed (else left out)
+    forgotten_up_to: int = -1  # ids up to this one were seen and forgotten: old news, not new rows
+
+    def restart(self, listed: list[StreamItem]) -> None:
+        """After a snapshot: the page lists exactly these."""
+        self.seen = {item["id"]: True for item in listed}
+
+    def delta(self, datas: list[StreamPublication], now: float) -> StreamChanges:
+        """The delta of these consecutive messages: the listed items oldest first; ``total``,
+        how many observations were stored meanwhile, matching or not (the page's rate);
+        ``matched``, how many matching observations are new; ``left_out``, how many of those
+        are not listed; and ``published_at``, the oldest publication merged."""
+        self._refill(now)
+        latest = matching_items(datas, self.filters)
+        new = sorted(obs_id for obs_id in latest if obs_id not in self.seen and obs_id > self.forgotten_up_to)
+        room = len(new) if self.budget >= len(new) else int(self.budget)
+        listed = new[len(new) - room :]
+        self.budget -= room
+        self._remember(new, set(listed))
+        updates = [obs_id for obs_id in latest if self.seen.get(obs_id) and latest[obs_id]["flow_id"] is not None]
+        shown = sorted({*listed, *updates})
+        published = min((data["published_at"] for data in datas if "published_at" in data), default=None)
+        return {
+            "items": [latest[obs_id] for obs_id in shown],
+            "total": sum(data.get("total", 0) for data in datas),
+            "matched": len(new),
+            "left_out": len(new) - room,
+            "published_at": published,
+        }
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self.refilled_at if self.refilled_at is not None else math.inf
+        self.budget = min(self.rows_per_second, self.budget + max(0.0, elapsed) * self.rows_per_second)
+        self.refilled_at = now
+
+    def _remember(self, new: list[int], listed: set[int]) -> None:
+        self.seen.update((obs_id, obs_id in listed) for obs_id in new)
+        if len(self.seen) > STREAM_SEEN_MEMORY:
+            # Forget the oldest ids; a late version of one (a correlation backlog) is not new.
+            for obs_id in sorted(self.seen)[: len(self.seen) - STREAM_SEEN_MEMORY // 2]:
+                del self.seen[obs_id]
+                self.forgotten_up_to = max(self.forgotten_up_to, obs_id)
 
 
 def stream_items(observation_ids: list[int]) -> list[StreamItem]:
-    """The newest ``STREAM_BATCH_CAP`` of these observations, oldest first."""
-    newest = sorted(observation_ids)[-STREAM_BATCH_CAP:]
+    """The newest ``STREAM_PUBLICATION_CAP`` of these observations, oldest first."""
+    newest = sorted(observation_ids)[-STREAM_PUBLICATION_CAP:]
     rows = Observation.objects.filter(id__any=newest).order_by("id").values(*STREAM_FIELDS)
     return [stream_item(row) for row in rows]
 
@@ -236,33 +298,58 @@ def recent_names(sample: int = 2000) -> tuple[list[str], list[str]]:
 
 
 class StoredStream:
-    """The stream items this process stored since its last publication: at most the newest
-    ``STREAM_BATCH_CAP``, and a count of all of them (the page's rate). The first item after a
-    publication asks for one within ``interval``; everything gathered by then goes out as one message."""
+    """The stream items this process stored since its last publication (at most the newest
+    ``STREAM_PUBLICATION_CAP``) and a count of all of them (the pages' rate), published by a
+    thread of its own (``background``; started by the first item): at once when the last
+    publication is ``interval`` old, else when it becomes so, everything gathered meanwhile as
+    one message. So a quiet system publishes each request's observations immediately, and a
+    busy one coalesces them, a message per interval."""
 
-    def __init__(self, interval: float = STREAM_PUBLISH_SECONDS) -> None:
-        self.lock = threading.Lock()
-        self.items: list[dict[str, Any]] = []
+    def __init__(self, interval: float = STREAM_PUBLISH_SECONDS, background: bool = True) -> None:
+        self.interval = interval
+        self.background = background
+        self.ready = threading.Condition()
+        self.items: list[StreamItem] = []
         self.total = 0
-        self.publication = CoalescedCall(interval, self.publish)
+        self.published_at = -math.inf  # monotonic
+        self.publisher: threading.Thread | None = None
 
-    def add(self, items: list[dict[str, Any]], total: int) -> None:
-        with self.lock:
-            self.items = (self.items + items)[-STREAM_BATCH_CAP:]
+    def add(self, items: list[StreamItem], total: int) -> None:
+        with self.ready:
+            self.items.extend(items)
+            del self.items[:-STREAM_PUBLICATION_CAP]
             self.total += total
-        self.publication.request()
+            if self.background and (self.publisher is None or not self.publisher.is_alive()):
+                self.publisher = threading.Thread(target=self._publish_forever, name="live-stream-publisher", daemon=True)
+                self.publisher.start()
+            self.ready.notify()
 
-    def take(self) -> tuple[list[dict[str, Any]], int]:
-        with self.lock:
+    def take(self) -> tuple[list[StreamItem], int]:
+        with self.ready:
             items, total = self.items, self.total
             self.items, self.total = [], 0
+            self.published_at = time.monotonic()
         return items, total
 
-    def publish(self) -> None:
+    def publish(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         items, total = self.take()
         if total:
-            data = {"stage": "stored", "items": items, "total": total, "published_at": time.time()}
-            publish_many([(STREAM_GROUP, data)])
+            data: StreamPublication = {"stage": "stored", "items": items, "total": total, "published_at": time.time()}
+            publish_many([(STREAM_GROUP, data)], loop=loop)
+
+    def _publish_forever(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            with self.ready:
+                while not self.total:
+                    self.ready.wait()
+                wait = self.published_at + self.interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                self.publish(loop)
+            except Exception:  # publish_many logs its own failures; this is a bug, not a hiccup
+                log.exception("publishing stored observations to the live stream failed")
 
 
 stored_stream = StoredStream()
@@ -276,13 +363,13 @@ def on_observations_stored(
     from django.db import transaction
 
     stored = stored or []
-    newest, total = stored[-STREAM_BATCH_CAP:], len(stored)
+    newest, total = stored[-STREAM_PUBLICATION_CAP:], len(stored)
     received = received_at.isoformat() if received_at is not None else ""
 
     def gather() -> None:
         try:
             config = flows_config()
-            items: list[Any] = [stored_item(obs_id, record, received, business_key(record, config)) for obs_id, record in newest]
+            items = [stored_item(obs_id, record, received, business_key(record, config)) for obs_id, record in newest]
         except Exception:
             log.exception("building live stream items for stored observations failed")
             return

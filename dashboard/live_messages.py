@@ -81,8 +81,10 @@ class StreamSnapshot(TypedDict):
 class StreamChanges(TypedDict):
     """What a stream delta carries besides its numbering."""
 
-    items: list[StreamItem]
+    items: list[StreamItem]  # new rows and, for rows listed before, their correlated version
     total: int  # observations stored meanwhile, matching or not: the page's rate
+    matched: int  # observations new to this page that match its filters: its true rate
+    left_out: int  # of those, how many are not listed: the page shows a sample when above 0
     published_at: float | None  # unix seconds of the oldest publication merged
 
 

@@ -13,3 +13,14 @@ def socket_messages(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     captured = capture(monkeypatch)
     yield captured
     captured.check_all()
+
+
+@pytest.fixture(autouse=True)
+def _stored_observations_published_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, the sockets run on the test's event loop and the in-memory channel layer is
+    not thread-safe: the stored stage is published by the test (``tests.live.sockets``), from the
+    loop's own threads, rather than by the publisher's background thread. Real servers (the
+    end-to-end and browser tests) publish from that thread."""
+    from dashboard import live_feed
+
+    monkeypatch.setattr(live_feed, "stored_stream", live_feed.StoredStream(background=False))

@@ -34,16 +34,25 @@ def stream_item(**changes) -> dict:
     return {**item, **changes}
 
 
+def stream_delta(**changes) -> dict:
+    delta = {"type": "delta", "first": 3, "seq": 4, "items": [stream_item()], "total": 1, "matched": 1, "left_out": 0}
+    return {**delta, "published_at": 1.5, **changes}
+
+
 def test_the_checker_accepts_a_message_as_declared_and_names_what_is_wrong_otherwise():
-    check({"type": "delta", "first": 3, "seq": 4, "items": [stream_item()], "total": 1, "published_at": 1.5}, StreamDelta)
+    check(stream_delta(), StreamDelta)
     with pytest.raises(ShapeError, match=r"items\[0\]: expected only the fields of StreamItem, got \['flowKey'\]"):
         renamed = stream_item(flowKey="order-1")
         del renamed["flow_key"]
-        check({"type": "delta", "first": 3, "seq": 4, "items": [renamed], "total": 1, "published_at": 1.5}, StreamDelta)
+        check(stream_delta(items=[renamed]), StreamDelta)
+    without_total = stream_delta()
+    del without_total["total"]
     with pytest.raises(ShapeError, match="field 'total'"):
-        check({"type": "delta", "first": 3, "seq": 4, "items": [], "published_at": None}, StreamDelta)
+        check(without_total, StreamDelta)
+    with pytest.raises(ShapeError, match="field 'left_out'"):
+        check({key: value for key, value in stream_delta().items() if key != "left_out"}, StreamDelta)
     with pytest.raises(ShapeError, match=r"\.seq: expected an integer, got '4'"):
-        check({"type": "delta", "first": 3, "seq": "4", "items": [], "total": 0, "published_at": None}, StreamDelta)
+        check(stream_delta(seq="4", items=[], published_at=None), StreamDelta)
     with pytest.raises(ShapeError, match=r"\.kind: expected one of \('event', 'span'\)"):
         check(stream_item(kind="log"), StreamItem)
 

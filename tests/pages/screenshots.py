@@ -11,6 +11,9 @@ other orders, with a cross-flow edge to a shipment and a consumer clock two seco
 ``python -m tests.pages.screenshots --admin-forms``: the admin's notification channel form after a
 JSON box held what could not be stored (a NUL), as the operator sees the error.
 
+``python -m tests.pages.screenshots --sampling``: the live stream listing a sample, on a server
+whose pages list up to 100 new rows a second, sent 400 events a second.
+
 ``python -m tests.pages.screenshots --demo``: the overview, live, services, correlation-health and alerts pages as
 ``make run`` shows them: a real server with the demo shop and its flow definition, rewards dropping
 30% of its reactions, shot after about a minute and a half of traffic.
@@ -33,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -319,6 +323,57 @@ def admin_forms_main() -> None:
     print(f"screenshots written to {OUT}")
 
 
+SAMPLING_ROWS_PER_SECOND = 100
+SAMPLING_EVENTS_PER_SECOND = 400
+
+
+def send_steadily(server: RunningServer, per_second: int, stop: threading.Event) -> None:
+    """CloudEvents batches, ten a second, each order's events in turn, until ``stop``."""
+    from tests.http import post_cloudevents
+
+    types = [("OrderCreated", "checkout"), ("PaymentAuthorized", "payments"), ("ShipmentPrepared", "warehouse")]
+    tick = 0
+    while not stop.wait(0.1):
+        batch = []
+        for n in range(per_second // 10):
+            key = f"order-{20000 + (tick * per_second // 10 + n) // 3}"
+            event_type, source = types[n % 3]
+            batch.append(
+                {"specversion": "1.0", "id": f"{key}-{event_type}", "source": source, "type": event_type, "correlationid": key}
+            )
+        post_cloudevents(server.url, batch)
+        tick += 1
+
+
+def sampling_main() -> None:
+    """The live stream while more rows arrive than a page lists: it lists the newest and says so."""
+    from playwright.sync_api import sync_playwright
+
+    limit = {"CHOREOSCOPE_LIVE_STREAM_ROWS_PER_SECOND": str(SAMPLING_ROWS_PER_SECOND)}
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp, sync_playwright() as playwright:
+        server = start_server(Path(tmp), limit, worker=False)
+        stop = threading.Event()
+        sender = threading.Thread(target=send_steadily, args=(server, SAMPLING_EVENTS_PER_SECOND, stop))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            sender.start()
+            for suffix, viewport in (("", {"width": 1360, "height": 860}), ("-phone", {"width": 390, "height": 844})):
+                context = browser.new_context(base_url=server.url, viewport=viewport)  # type: ignore[arg-type]
+                page = context.new_page()
+                log_in(page, server.url)
+                page.goto("/live/")
+                page.wait_for_selector("#live-sampling:not([hidden])")
+                page.wait_for_timeout(4000)  # a few seconds of rates
+                page.screenshot(path=OUT / f"live-sampling{suffix}.png")
+                context.close()
+        finally:
+            stop.set()
+            sender.join()
+            browser.close()
+            stop_server(server)
+    print(f"screenshots written to {OUT}")
+
+
 def flows_main() -> None:
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         flows_file = Path(tmp) / "flows.yaml"
@@ -339,6 +394,7 @@ MODES = {
     "--rabbitmq": rabbitmq_main,
     "--shared": shared_main,
     "--admin-forms": admin_forms_main,
+    "--sampling": sampling_main,
 }
 
 

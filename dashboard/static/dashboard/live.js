@@ -1,7 +1,9 @@
 // The live stream page (/live/): rows from /ws/stream/, newest (highest id) first, in a bounded
 // buffer. Filters are applied by the server; pausing freezes the table while the buffer keeps
 // filling. An observation comes twice, in either order: when it is stored (no flow yet) and when
-// it is correlated (its flow); the second fills in the row the first made.
+// it is correlated (its flow); the second fills in the row the first made. The server lists at
+// most so many new rows a second; above that it sends the newest and counts the matching rows it
+// left out, and the page says it is showing a sample.
 
 import { LiveSocket, showStatus } from "./live-socket.js";
 
@@ -9,6 +11,9 @@ const config = JSON.parse(document.getElementById("live-config").textContent);
 const rowsBody = document.getElementById("live-rows");
 const empty = document.getElementById("live-empty");
 const rateOut = document.getElementById("live-rate");
+const matchedOut = document.getElementById("live-matched");
+const matchedRateOut = document.getElementById("live-matched-rate");
+const samplingOut = document.getElementById("live-sampling");
 const statusOut = document.getElementById("live-status");
 const pauseButton = document.getElementById("live-pause");
 const message = document.getElementById("live-message");
@@ -17,7 +22,16 @@ const form = document.getElementById("live-filters");
 const RATE_WINDOW_MS = 10000;
 // floor: the newest id when the table was cleared; older rows (their correlated versions, a
 // resync's snapshot) do not come back.
-const state = { items: [], byId: new Map(), floor: 0, paused: false, unseen: 0, filters: { ...config.filters }, arrivals: [] };
+const state = {
+  items: [],
+  byId: new Map(),
+  floor: 0,
+  paused: false,
+  unseen: 0,
+  filters: { ...config.filters },
+  arrivals: [], // per delta: when, how many stored, how many new matching rows, how many left out
+  countingSince: performance.now(),
+};
 const FLOW_FIELDS = ["service", "flow_id", "flow_key", "flow_status"];
 
 function cell(text, className = "") {
@@ -130,18 +144,35 @@ function admit(items) {
   return { fresh: fresh.filter((item) => state.byId.has(item.id)), changed };
 }
 
-function countArrivals(total) {
-  const now = performance.now();
-  state.arrivals.push([now, total]);
-  while (state.arrivals.length && now - state.arrivals[0][0] > RATE_WINDOW_MS) state.arrivals.shift();
+function countArrivals(delta) {
+  state.arrivals.push({ at: performance.now(), total: delta.total || 0, matched: delta.matched || 0, leftOut: delta.left_out || 0 });
+}
+
+const wholeNumber = new Intl.NumberFormat();
+
+function perSecond(count) {
+  // Over the window, or over the time since counting began if that is shorter (a page just opened).
+  const span = Math.max(1000, Math.min(RATE_WINDOW_MS, performance.now() - state.countingSince));
+  const rate = count / (span / 1000);
+  return rate >= 10 ? wholeNumber.format(Math.round(rate)) : rate.toFixed(1);
 }
 
 function showRate() {
   const now = performance.now();
-  while (state.arrivals.length && now - state.arrivals[0][0] > RATE_WINDOW_MS) state.arrivals.shift();
-  const total = state.arrivals.reduce((sum, [, n]) => sum + n, 0);
-  const rate = total / (RATE_WINDOW_MS / 1000);
-  rateOut.textContent = rate >= 10 ? rate.toFixed(0) : rate.toFixed(1);
+  while (state.arrivals.length && now - state.arrivals[0].at > RATE_WINDOW_MS) state.arrivals.shift();
+  const sums = { total: 0, matched: 0, leftOut: 0 };
+  for (const arrival of state.arrivals) for (const name in sums) sums[name] += arrival[name];
+  rateOut.textContent = perSecond(sums.total);
+  matchedOut.hidden = !hasFilters(state.filters);
+  matchedRateOut.textContent = perSecond(sums.matched);
+  // The page says when it lists a sample: the true rate of matching rows, and how many it left out.
+  samplingOut.hidden = sums.leftOut === 0;
+  if (sums.leftOut) {
+    samplingOut.querySelector("[data-listed]").textContent = perSecond(sums.matched - sums.leftOut);
+    samplingOut.querySelector("[data-matched]").textContent = perSecond(sums.matched);
+    samplingOut.querySelector("[data-verb]").textContent = hasFilters(state.filters) ? "match" : "arrive";
+    samplingOut.querySelector("[data-left-out]").textContent = wholeNumber.format(sums.leftOut);
+  }
 }
 
 function showPaused() {
@@ -171,7 +202,7 @@ const socket = new LiveSocket("/ws/stream/", {
     if (!state.paused) render();
   },
   onDelta: (delta) => {
-    countArrivals(delta.total || 0);
+    countArrivals(delta);
     showRate();
     const change = admit(delta.items || []);
     if (state.paused) {
@@ -209,6 +240,9 @@ function readFilters() {
 
 function applyFilters(filters) {
   state.filters = filters;
+  state.arrivals = []; // the matching rate and the sample are of the new filters
+  state.countingSince = performance.now();
+  showRate();
   message.hidden = true;
   const query = new URLSearchParams(Object.entries(filters).filter(([, value]) => value));
   history.replaceState(null, "", `${location.pathname}${query.toString() ? `?${query}` : ""}`);
