@@ -52,6 +52,7 @@ def setting(name: str, default: str) -> str:
 def span_body(rng: random.Random, spans: int) -> bytes:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
     def kv(key: str, value: Any) -> KeyValue:
         if isinstance(value, int):
@@ -82,7 +83,7 @@ def span_body(rng: random.Random, spans: int) -> bytes:
         span = scope_spans.spans.add()
         span.trace_id, span.span_id, span.parent_span_id = trace_id, rng.randbytes(8), parent
         span.name = rng.choice(["POST /orders", "publish OrderCreated", "process OrderCreated", "SELECT orders"])
-        span.kind = rng.randint(1, 5)
+        span.kind = Span.SpanKind.ValueType(rng.randint(1, 5))
         span.start_time_unix_nano = start + index * 1000
         span.end_time_unix_nano = start + index * 1000 + rng.randint(100_000, 90_000_000)
         span.attributes.extend(
@@ -97,7 +98,7 @@ def span_body(rng: random.Random, spans: int) -> bytes:
                 kv("user_agent.original", "python-requests/2.32"),
             ]
         )
-        span.status.code = 1
+        span.status.code = Status.StatusCode.STATUS_CODE_OK
     return request.SerializeToString()
 
 
