@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from collectors.cloudevents import event_problems, event_record, parse_traceparent
+from collectors.cloudevents import CloudEventError, event_problems, event_record, parse_traceparent
+from collectors.limits import LimitExceeded, check_json_elements, current
 from collectors.metrics import observe_stored, observe_tap_batch, observe_tap_messages
 from tracing.records import ObservationRecord
 from tracing.store import StoreResult
@@ -29,9 +30,13 @@ class BadMessage(Exception):
 
 
 def structured_event(body: bytes | str) -> dict[str, Any]:
-    """A structured-mode CloudEvent (a JSON object) from a message body."""
+    """A structured-mode CloudEvent (a JSON object) from a message body, refused unparsed past
+    ``CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST`` values, as over HTTP."""
     try:
+        check_json_elements(body.encode() if isinstance(body, str) else body, current())
         event = json.loads(body)
+    except LimitExceeded as error:
+        raise BadMessage(str(error)) from None
     except (ValueError, RecursionError) as error:
         raise BadMessage(f"the body is not JSON: {error}") from None
     if not isinstance(event, dict):
@@ -74,6 +79,8 @@ def decode_messages(
             settled.records.append(decode(message, now))
         except BadMessage as error:
             settled.rejected.append((message, str(error)))
+        except CloudEventError as error:  # a binary-mode body the HTTP decoders refuse (past a limit)
+            settled.rejected.append((message, "; ".join(reason for _, reason in error.problems)))
         else:
             settled.accepted.append(message)
     return settled

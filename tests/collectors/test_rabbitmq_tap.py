@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from choreoscope.metrics import REGISTRY
-from collectors.taps.base import BadMessage
-from collectors.taps.rabbitmq import RabbitTap, amqp_record, queue_depths
+from collectors.taps.base import BadMessage, decode_messages
+from collectors.taps.rabbitmq import AmqpMessage, RabbitTap, amqp_record, decode_amqp, queue_depths
 from tests.collectors.choreography import (
     CHECKOUT_STEPS,
     BusEvent,
@@ -82,6 +82,27 @@ def test_the_jms_style_prefix_is_accepted():
 def test_a_message_that_is_not_a_valid_cloudevent_says_why(headers, content_type, body, reason):
     with pytest.raises(BadMessage, match=reason):
         amqp_record(headers, content_type, body, received_ns=1)
+
+
+BINARY_HEADERS = {"cloudEvents:specversion": "1.0", "cloudEvents:id": "e1", "cloudEvents:source": "s", "cloudEvents:type": "T"}
+
+
+@pytest.mark.parametrize(
+    "headers, content_type, body",
+    [
+        ({}, "application/cloudevents+json", b'{"data": [' + b"{}," * 1200 + b"{}]}"),
+        (BINARY_HEADERS, "application/json", b"[" + b"[]," * 1200 + b"[]]"),
+    ],
+    ids=["structured", "binary"],
+)
+def test_a_message_past_the_element_limit_is_rejected_unparsed_and_the_batch_goes_on(settings, headers, content_type, body):
+    settings.MAX_ELEMENTS_PER_REQUEST = 1000
+    hostile = AmqpMessage(1, "shop", "orders.created", headers, content_type, body)
+    fine = AmqpMessage(2, "shop", "orders.created", BINARY_HEADERS, "application/json", b'{"order_id": "o-1"}')
+    settled = decode_messages([hostile, fine], decode_amqp, lambda message: len(message.body))
+    assert settled.accepted == [fine] and len(settled.records) == 1
+    assert [message for message, _ in settled.rejected] == [hostile]
+    assert "CHOREOSCOPE_MAX_ELEMENTS_PER_REQUEST" in settled.rejected[0][1]
 
 
 # --- against a real RabbitMQ ---------------------------------------------------------------------
