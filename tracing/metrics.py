@@ -10,7 +10,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sized
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db.models import Count
 from django.utils import timezone
@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 
 from choreoscope.metrics import counter, gauge_family, histogram
 from tracing.models import Flow, Observation
+from tracing.topology import observed_topology
 
 CORRELATION_BATCH_SECONDS = histogram(
     "choreoscope_correlation_batch_seconds",
@@ -59,6 +60,29 @@ def correlation_lag_seconds(now: datetime) -> float:
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
+SEND_TO_PROCESS_WINDOW_SECONDS = 300
+
+
+def send_to_process(topology: dict[str, Any]) -> Metric:
+    """Per event type and consumer, the time from send to process (p50, p95) the map shows, as a
+    gauge with a ``quantile`` label (the convention for precomputed quantiles)."""
+    names = {node["id"]: node["name"] for node in topology["nodes"]}
+    samples = []
+    for edge in topology["edges"]:
+        if edge.get("style", "event") != "event" or not edge["source"].startswith("type:"):
+            continue
+        for quantile, field in (("0.5", "p50_ms"), ("0.95", "p95_ms")):
+            if edge.get(field) is not None:
+                samples.append(((names[edge["source"]], names[edge["target"]], quantile), edge[field] / 1000))
+    return gauge_family(
+        "choreoscope_send_to_process_seconds",
+        f"Time from an event's send to its consumer's earliest reaction over the last {SEND_TO_PROCESS_WINDOW_SECONDS // 60} "
+        "minutes, per event type and consumer (the service map's p50 and p95).",
+        ["event_type", "consumer", "quantile"],
+        samples,
+    )
+
+
 def gauges() -> Iterator[Metric]:
     by_status = dict(Flow.objects.filter(merged_into__isnull=True).values_list("status").annotate(n=Count("id")).order_by())
     yield gauge_family(
@@ -79,3 +103,4 @@ def gauges() -> Iterator[Metric]:
         [],
         [((), correlation_lag_seconds(timezone.now()))],
     )
+    yield send_to_process(observed_topology(SEND_TO_PROCESS_WINDOW_SECONDS))

@@ -291,3 +291,18 @@ async def test_an_open_socket_is_counted_until_it_closes(client):
         await socket.disconnect()
     assert await clients() == before
     await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.django_db
+def test_send_to_process_per_event_type_and_consumer_is_the_maps_p50_and_p95(client):
+    checkout_flow(reacting=("email", "warehouse"))  # OrderCreated at 11 ms; email reacts at 30 ms, warehouse at 50 ms
+    samples = scrape(client)
+    for consumer, seconds in (("email", 0.019), ("warehouse", 0.039)):
+        for quantile in ("0.5", "0.95"):
+            found = value(
+                samples, "choreoscope_send_to_process_seconds", event_type="OrderCreated", consumer=consumer, quantile=quantile
+            )
+            assert found == pytest.approx(seconds, abs=0.001)
+    assert not any(
+        name == "choreoscope_send_to_process_seconds" and ("consumer", "checkout") in labels for name, labels in samples
+    )
