@@ -431,9 +431,6 @@ class Memberships:
 
     flows: dict[int, set[int]]
 
-    def primary(self, obs: int) -> int:
-        return min(self.flows[obs])
-
 
 def write_memberships(
     region: Region,
@@ -445,8 +442,10 @@ def write_memberships(
     """Store primary flows, shared steps and edge flows; returns the flows whose members changed."""
     changed: set[int] = set()
     moved: list[tuple[int, int]] = []
+    stale, fresh = [], []
+    primary_of = {obs: min(flows) for obs, flows in memberships.flows.items()}
     for obs, flows in memberships.flows.items():
-        primary = memberships.primary(obs)
+        primary = primary_of[obs]
         if obs in batch:
             batch[obs].flow_id = primary
             changed |= flows
@@ -454,14 +453,15 @@ def write_memberships(
             changed |= flows | previous.get(obs, set())
             if region.rows[obs].flow_id != primary:
                 moved.append((obs, primary))
-    update_rows(Observation, ["flow"], moved)
-    save_batch_observations(list(batch.values()))
-    stale, fresh = [], []
-    for obs, flows in memberships.flows.items():
-        wanted = flows - {memberships.primary(obs)}
-        before = shared_before.get(obs, set())
+        before = shared_before.get(obs)
+        if len(flows) == 1 and not before:
+            continue  # the common case: one flow, and no shared step to add or remove
+        wanted = flows - {primary}
+        before = before or set()
         stale += [(flow, obs) for flow in before - wanted]
         fresh += [(flow, obs) for flow in wanted - before]
+    update_rows(Observation, ["flow"], moved)
+    save_batch_observations(list(batch.values()))
     stale_by_flow: dict[int, list[int]] = defaultdict(list)
     for stale_flow, obs in stale:
         stale_by_flow[stale_flow].append(obs)
@@ -473,7 +473,7 @@ def write_memberships(
     for (source, target, kind), (edge_id, flow_id, cross) in region.edges.items():
         if source not in memberships.flows or target not in memberships.flows:
             continue
-        now_flow, now_cross = memberships.primary(target), not (memberships.flows[source] & memberships.flows[target])
+        now_flow, now_cross = primary_of[target], memberships.flows[source].isdisjoint(memberships.flows[target])
         if edge_id is None:
             new_edges.append((source, target, kind, now_flow, now_cross))
         elif (flow_id, cross) != (now_flow, now_cross):
