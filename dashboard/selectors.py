@@ -21,6 +21,7 @@ from tracing.health import correlation_health, only_service
 from tracing.models import Flow, Observation
 from tracing.records import span_identity
 from tracing.selectors import Narrowing, flow_graph, flow_page, flow_position
+from tracing.topology import WINDOWS
 
 
 def flow_list(query: FlowQuery, cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> Page[Flow]:
@@ -100,6 +101,11 @@ def overview_summary() -> OverviewSummary:
 
 CONTRACTS_CACHE_SECONDS = 5  # the page, the API and the map overlay share one comparison this long
 ROW_ORDER_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)  # drift rows page by their place in the list
+
+
+def forget_contract_rows() -> None:
+    """Drop the cached comparisons, so the next read compares again (documents changed)."""
+    cache.delete_many([f"contracts:{window}" for window in WINDOWS])
 
 
 def contract_rows(window: str, seconds: int) -> list[DriftRow]:

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from jsonschema import Draft202012Validator, FormatChecker
 
 from alerts.models import Alert, DeclaredFlow
 from alerts.services import scan_stuck_flows
 from alerts.status import ShownStatus
+from dashboard.selectors import forget_contract_rows
 from tests.alerts.test_stuck_flows import NOW, learned_history, order_without_rewards
 from tests.tracing.factories import checkout_flow
 from tracing.contracts import KINDS as DRIFT_KINDS
@@ -102,7 +102,7 @@ def contracts_of_the_demo(world: World) -> Any:
     """The drift of the demo shop's AsyncAPI documents against the world's flows."""
     with override_settings(ASYNCAPI_FILES=[str(DEMO_DOCUMENTS)]):
         forget_loaded_documents()
-        cache.clear()
+        forget_contract_rows()
         try:
             return world.admin.get("/api/contracts", {"window": "24h"})
         finally:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cloudevents.v1.conversion import to_structured
 from cloudevents.v1.http import CloudEvent
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.selectors import forget_contract_rows
 from tracing import contracts
 from tracing.asyncapi import correlation_path, parse_asyncapi
 from tracing.contracts import (
@@ -39,7 +39,7 @@ _orders = itertools.count(1)
 @pytest.fixture(autouse=True)
 def _fresh_documents():  # type: ignore[no-untyped-def]
     forget_loaded_documents()
-    cache.clear()
+    forget_contract_rows()
     yield
     forget_loaded_documents()
 
