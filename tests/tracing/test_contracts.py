@@ -102,14 +102,7 @@ def test_an_invalid_document_is_refused_naming_the_file_and_the_path(text, says)
 
 def test_the_demo_documents_are_valid_and_one_per_service():
     applications = read_document_files([str(DEMO_DOCS / "*.yaml")])
-    assert sorted(app.service for app in applications) == [
-        "analytics",
-        "checkout",
-        "email",
-        "fraud-check",
-        "rewards",
-        "warehouse",
-    ]
+    assert sorted(app.service for app in applications) == ["checkout", "email", "fraud-check", "rewards", "warehouse"]
 
 
 def test_two_documents_for_one_service_are_refused(tmp_path):
@@ -141,7 +134,6 @@ def test_declared_receivers_become_expectations_and_correlation_ids_key_paths():
         ("OrderCreated", "warehouse", "ShipmentPrepared", 30.0),
         ("OrderCreated", "rewards", "PointsCreated", 30.0),
         ("OrderCreated", "fraud-check", "FraudCleared", 30.0),
-        ("OrderCreated", "analytics", "OrderRecorded", 30.0),
         ("ShipmentPrepared", "warehouse", "ShipmentDispatched", 30.0),
         ("ShipmentDispatched", "email", "DispatchNoticeSent", 30.0),
     }
@@ -154,9 +146,8 @@ def test_the_flow_definitions_file_wins_and_gains_only_what_it_lacks():
     assert points_expired.type == "PointsExpired"
     assert order.type == "order" and order.end == frozenset({"DispatchNoticeSent"})
     steps = [(e.after.name, step) for e in order.expectations for step in e.steps]
-    assert len(steps) == len(set(steps)) == 7  # the file's five, and fraud-check's and analytics' reactions it lacked
+    assert len(steps) == len(set(steps)) == 6  # the file's five, and fraud-check's reaction it lacked
     assert ("OrderCreated", StepRef("FraudCleared", "fraud-check")) in steps
-    assert ("OrderCreated", StepRef("OrderRecorded", "analytics")) in steps
 
 
 @pytest.mark.django_db
