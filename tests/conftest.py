@@ -227,8 +227,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         _drop_postgres_database(base_url, pg_name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module. Playwright's sync API keeps an event loop running in the
+    thread while it is open; closing it with the module, before a test of another module runs
+    in the same process, leaves ``asyncio.run`` usable for those tests."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
