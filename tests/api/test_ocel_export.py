@@ -11,7 +11,8 @@ import pm4py
 import pytest
 
 from dashboard.ocel import object_type, ocel_chunks, ocel_time
-from tests.tracing.factories import checkout_flow, event, store_observations
+from tests.tracing.factories import MS, checkout_flow, event, new_trace_id, span, store_observations
+from tracing.records import SPAN_KIND_CONSUMER
 from tracing.services import correlate_pending_observations
 
 pytestmark = pytest.mark.django_db
@@ -109,3 +110,24 @@ def test_a_flow_caused_from_another_flows_observation_follows_its_object():
     assert document["objects"][1]["relationships"] == [{"objectId": "order-1", "qualifier": "follows"}]
     assert document["events"][0]["relationships"] == [{"objectId": "refund-7", "qualifier": "key"}]
     assert [t["name"] for t in document["objectTypes"]] == ["order", "refund"]
+
+
+def test_an_event_shared_by_two_orders_is_written_once_and_related_to_both(admin_client, tmp_path):
+    first, second = checkout_flow(reacting=()), checkout_flow(reacting=())
+    producers = [order.by_name["OrderCreated send"] for order in (first, second)]
+    batch_trace = new_trace_id()
+    at = max(p.start_ns for p in producers) + 50 * MS
+    links = [(p.trace_id, p.span_id) for p in producers]
+    batch = span("loyalty", "OrderCreated process", batch_trace, at, 20, kind=SPAN_KIND_CONSUMER, links=links)
+    awarded = event("loyalty", "PointsBatchAwarded", at + 10 * MS, emitted_by=batch)  # no key: it serves the batch
+    store_observations([batch, awarded])
+    correlate_pending_observations()
+
+    _, path = export(admin_client, tmp_path)
+    document = json.loads(path.read_text())
+    [written] = [item for item in document["events"] if item["type"] == "PointsBatchAwarded"]
+    assert sorted(r["objectId"] for r in written["relationships"]) == sorted([first.key, second.key])
+    assert sorted(r["qualifier"] for r in written["relationships"]) == ["shared", "step"]
+    ocel = pm4py.read_ocel2_json(str(path))
+    assert len(ocel.events) == 3  # two OrderCreated and the batch's event, once
+    assert len(ocel.relations) == 4
