@@ -306,35 +306,41 @@ class CheckoutService(ShopService):
                 return
 
     def _checkout_safely(self) -> None:
+        placed = False
         try:
-            self.checkout()
+            placed = self.checkout()
         except Exception:
             logger.exception("checkout failed")
         finally:
             with self._lock:
                 self.in_flight -= 1
-                self.orders += 1
+                self.orders += placed
 
-    def checkout(self) -> str:
+    def checkout(self) -> bool:
+        """One order: True once it is placed (OrderCreated handed to the reporter, or the order
+        failed, was refused or dropped on purpose), False when the shop stopped before it was."""
         order_id = f"order-{secrets.token_hex(3)}"
         faults = self.ctx.faults()
         attributes = {"http.request.method": "POST", "http.route": "/checkout", "url.path": "/checkout", "order.id": order_id}
         with self.span("POST /checkout", SpanKind.SERVER, attributes, context=otel_context.Context()) as span:
             latency_ms = sample_latency_ms(CHECKOUT_LATENCY, self.ctx.rng) * self.ctx.latency_scale + faults.slow_seconds * 1000.0
             if not self.work("create order", latency_ms, {"order.id": order_id}):
-                return order_id
+                return False
             if chance(self.ctx.rng, faults.fail):
                 span.set_attribute("http.response.status_code", 500)
                 span.record_exception(ProcessingError(f"payment authorisation failed for {order_id}"))
                 span.set_status(Status(StatusCode.ERROR, "payment authorisation failed"))
-                return order_id
-            if self.checks is not None and not self.checks.approve(self.span, order_id):
+                return True
+            approved = self.checks is None or self.checks.approve(self.span, order_id)
+            if self.ctx.stopping.is_set():
+                return False  # the shop stopped while the checks ran: the order is never placed
+            if not approved:
                 span.set_attribute("http.response.status_code", 402)
-                return order_id
+                return True
             span.set_attribute("http.response.status_code", 201)
             if not chance(self.ctx.rng, faults.drop):
                 self.publish("OrderCreated", order_id, order_data(self.ctx.rng), cause=None)
-        return order_id
+        return True
 
 
 def order_data(rng: random.Random) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from demo.telemetry import ServiceClock, logs_endpoint, service_logger_provider,
 logger = logging.getLogger("demo.shop")
 
 FLUSH_SECONDS = 6.0
+IN_FLIGHT_SECONDS = 5.0  # at most this long for orders caught between their checks and OrderCreated
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,12 @@ class Shop:
             checkout.stop_taking_orders()
         self.wait_until_drained(drain_seconds)
         self.stopping.set()
+        if isinstance(checkout, CheckoutService):
+            # An order between its checks and its OrderCreated finishes before the reporters stop,
+            # so every order the shop counts has its event flushed.
+            deadline = time.monotonic() + IN_FLIGHT_SECONDS
+            while checkout.in_flight and time.monotonic() < deadline:
+                time.sleep(0.05)
         for service in list(self.services.values()):
             service.stop()
         # Flush every service's spans and events at once: each is an independent exporter, and

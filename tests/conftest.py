@@ -16,6 +16,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,17 @@ def _tasks_run_in_process(settings):  # type: ignore[no-untyped-def]
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: the sockets are held open together while the system picks,
+    so it cannot hand out the same port twice (closed one by one, it may)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def wait_for(url: str, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -169,7 +178,7 @@ def celery_worker_command(queue: str, name: str | None = None) -> list[str]:
 
 def start_server(tmp: Path, extra_env: dict[str, str] | None = None, worker: bool | None = None) -> RunningServer:
     """A real Choreoscope: migrate, create the admin login, serve; with Redis, a Celery worker."""
-    port, otlp_port, grpc_port = free_port(), free_port(), free_port()
+    port, otlp_port, grpc_port = free_ports(3)
     env = {
         **os.environ,
         "CHOREOSCOPE_DATA_DIR": str(tmp),

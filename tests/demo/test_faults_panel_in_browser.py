@@ -74,12 +74,12 @@ def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_wh
     expect(panel.locator(".demo-faulty")).to_have_text("warehouse offline")
     expect(warehouse.locator(".fault-state")).to_have_text("offline", timeout=10_000)
     # Orders keep coming while nobody in the warehouse reads them (the panel refreshes every 2 s).
-    eventually("a backlog of 8 at the offline warehouse", lambda: waiting() >= 8, 15, every=0.25)
+    eventually("a backlog of 8 at the offline warehouse", lambda: waiting() >= 8, 30, every=0.25)
 
     warehouse.locator("input[name=offline]").uncheck()
     warehouse.locator("button").click()
     expect(warehouse.locator(".fault-state")).to_have_text("running", timeout=10_000)
-    eventually("the backlog drains below 5", lambda: waiting() < 5, 15, every=0.25)
+    eventually("the backlog drains below 5", lambda: waiting() < 5, 30, every=0.25)
 
     running_demo.send_signal(signal.SIGINT)
     output, _ = running_demo.communicate(timeout=20)

@@ -12,17 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, wait_for
+from tests.conftest import ADMIN_PASSWORD, ROOT, free_ports, wait_for
 from tests.polling import eventually
 
 
 def embedded_env(tmp_path: Path) -> dict[str, str]:
+    port, otlp_port, grpc_port = free_ports(3)
     env = {
         **os.environ,
         "CHOREOSCOPE_DATA_DIR": str(tmp_path),
-        "PORT": str(free_port()),
-        "OTLP_PORT": str(free_port()),
-        "OTLP_GRPC_PORT": str(free_port()),
+        "PORT": str(port),
+        "OTLP_PORT": str(otlp_port),
+        "OTLP_GRPC_PORT": str(grpc_port),
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "PYTHONUNBUFFERED": "1",
     }
