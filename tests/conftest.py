@@ -16,7 +16,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,19 +221,28 @@ def stop_server(server: RunningServer) -> None:
             process.kill()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("server")
+@contextmanager
+def server_of_its_own(tmp: Path) -> Iterator[RunningServer]:
+    """A real server on a database of its own (a fresh PostgreSQL database when DATABASE_URL is
+    set), stopped and its database dropped afterwards."""
     extra: dict[str, str] = {}
     pg_name = None
     base_url = os.environ.get("DATABASE_URL")
     if base_url:
         extra["DATABASE_URL"], pg_name = _create_postgres_database(base_url)
     running = start_server(tmp, extra)
-    yield running
-    stop_server(running)
-    if base_url and pg_name:
-        _drop_postgres_database(base_url, pg_name)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+        if base_url and pg_name:
+            _drop_postgres_database(base_url, pg_name)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with server_of_its_own(tmp_path_factory.mktemp("server")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,44 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RunningServer, log_in, server_of_its_own
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def running_demo(server):
+def shop_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server of the demo's own: on the session's server another test's demo could share its
+    fault settings and backlogs, and take the change meant for this one."""
+    with server_of_its_own(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, shop_server):  # type: ignore[no-untyped-def]
+    context = browser.new_context(base_url=shop_server.url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    log_in(page, shop_server.url)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def running_demo(shop_server):
     demo = subprocess.Popen(
         [
             sys.executable,
             "manage.py",
             "demo",
             "--target",
-            server.url,
+            shop_server.url,
             "--rate",
             "4",
             "--latency-scale",
@@ -36,7 +55,7 @@ def running_demo(server):
             "4",
         ],
         cwd=ROOT,
-        env=server.env,
+        env=shop_server.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -51,8 +70,7 @@ def test_taking_a_service_offline_from_the_panel_builds_a_backlog_that_drains_wh
     warehouse = panel.locator("form.fault-row[data-service=warehouse]")
 
     def panel_shows_the_running_demo() -> bool:
-        # The server is shared with other demo tests: wait for this demo to have cleared the
-        # faults an earlier run left behind.
+        # Wait for this demo to have registered its services and reported in.
         page.reload()
         return (
             panel.count() == 1
