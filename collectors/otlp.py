@@ -13,9 +13,9 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
@@ -242,17 +242,37 @@ def _pb_scope(scope_spans: Any, limits: Limits) -> dict[str, Any]:
     return _drop_empty(say_truncation(scope, truncation))
 
 
-def decode_protobuf(body: bytes, limits: Limits | None = None) -> TraceBatch:
-    limits = limits or current()
+Request = TypeVar("Request", bound=Message)
+
+
+def parsed_request(body: bytes, request: Request, layout: WireLayout, what: str, limits: Limits) -> Request:
+    """``request`` filled from a protobuf body, once its counts on the wire are within ``limits``
+    (traces and logs alike)."""
     try:
-        check_otlp_request(body, TRACES_LAYOUT, "spans", limits)
+        check_otlp_request(body, layout, what, limits)
     except LimitExceeded as error:
         raise OtlpDecodeError(str(error)) from None
-    request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
-    except (DecodeError, ValueError) as error:
-        raise OtlpDecodeError(f"The body is not a valid protobuf ExportTraceServiceRequest: {error}") from None
+    except (DecodeError, ValueError, RecursionError) as error:
+        raise OtlpDecodeError(f"The body is not a valid protobuf {type(request).__name__}: {error}") from None
+    return request
+
+
+def loaded_json(body: bytes, limits: Limits) -> Any:
+    """A JSON body, refused unparsed past ``limits.elements`` values (traces and logs alike)."""
+    try:
+        check_json_elements(body, limits)
+        return json.loads(body)
+    except LimitExceeded as error:
+        raise OtlpDecodeError(str(error)) from None
+    except (ValueError, RecursionError) as error:
+        raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
+
+
+def decode_protobuf(body: bytes, limits: Limits | None = None) -> TraceBatch:
+    limits = limits or current()
+    request = parsed_request(body, ExportTraceServiceRequest(), TRACES_LAYOUT, "spans", limits)
     batch = TraceBatch()
     for resource_spans in request.resource_spans:
         resource_truncation = Truncation()
@@ -510,14 +530,7 @@ def _json_scope(scope_spans: dict[str, Any], s_path: str, limits: Limits) -> dic
 
 def decode_json(body: bytes, limits: Limits | None = None) -> TraceBatch:
     limits = limits or current()
-    try:
-        check_json_elements(body, limits)
-        document = json.loads(body)
-    except LimitExceeded as error:
-        raise OtlpDecodeError(str(error)) from None
-    except (ValueError, RecursionError) as error:
-        raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
-    document = _object(document, "The body")
+    document = _object(loaded_json(body, limits), "The body")
     batch = TraceBatch()
     items = 0
     for r_index, resource_spans in enumerate(_list(document.get("resourceSpans"), "resourceSpans")):

@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from collectors.limits import LimitExceeded, Limits, Truncation, WireLayout, check_json_elements, check_otlp_request, current
+from collectors.limits import Limits, Truncation, WireLayout, current
 from collectors.otlp import (
     PROTOBUF,
     UNKNOWN_SERVICE,
@@ -42,6 +41,8 @@ from collectors.otlp import (
     _pb_attributes,
     _pb_value,
     _string,
+    loaded_json,
+    parsed_request,
     partial_success_answer,
     time_problem,
 )
@@ -234,15 +235,7 @@ def service_of(resource: dict[str, Any]) -> str:
 
 def decode_logs_protobuf(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
     limits = limits or current()
-    try:
-        check_otlp_request(body, LOGS_LAYOUT, "log records", limits)
-    except LimitExceeded as error:
-        raise OtlpDecodeError(str(error)) from None
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except (DecodeError, ValueError, RecursionError) as error:
-        raise OtlpDecodeError(f"The body is not a valid protobuf ExportLogsServiceRequest: {error}") from None
+    request = parsed_request(body, ExportLogsServiceRequest(), LOGS_LAYOUT, "log records", limits)
     received_ns = received_ns or time.time_ns()
     batch = LogBatch()
     for resource_logs in request.resource_logs:
@@ -361,13 +354,7 @@ def nesting_depth_exceeds(document: Any, limit: int) -> bool:
 
 def decode_logs_json(body: bytes, received_ns: int | None = None, limits: Limits | None = None) -> LogBatch:
     limits = limits or current()
-    try:
-        check_json_elements(body, limits)
-        document = json.loads(body)
-    except LimitExceeded as error:
-        raise OtlpDecodeError(str(error)) from None
-    except (ValueError, RecursionError) as error:
-        raise OtlpDecodeError(f"The body is not valid JSON: {error}") from None
+    document = loaded_json(body, limits)
     # About as deep as protobuf's limit of 100 nested messages lets a value nest (three JSON
     # containers per level of AnyValue): deeper values cannot be stored (or walked) safely.
     if nesting_depth_exceeds(document, MAX_JSON_DEPTH):
