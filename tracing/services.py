@@ -198,19 +198,8 @@ def resolve_earlier_pending(won: dict[str, int]) -> tuple[list[CausalEdge], list
 
 # --- The region a batch can change ------------------------------------------------------------
 
-REGION_FIELDS = (
-    "id",
-    "kind",
-    "name",
-    "service",
-    "start_ns",
-    "end_ns",
-    "status",
-    "trace_id",
-    "business_key",
-    "event_id",
-    "flow_id",
-)
+NODE_FIELDS = ("id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id")
+REGION_FIELDS = (*NODE_FIELDS, "flow_id")
 EDGE_FIELDS = ("id", "source_id", "target_id", "kind", "flow_id", "cross_flow")
 
 
@@ -218,38 +207,23 @@ EDGE_FIELDS = ("id", "source_id", "target_id", "kind", "flow_id", "cross_flow")
 class RegionRow:
     """A correlated observation the batch may move (or one of this batch, ``flow_id`` None)."""
 
-    id: int
-    kind: str
-    name: str
-    service: str
-    start_ns: int
-    end_ns: int | None
-    status: str
-    trace_id: str
-    business_key: str
-    event_id: str
+    node: FlowNode
     flow_id: int | None
     unit: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.unit = unit_of(self.id, self.trace_id)
+        self.unit = unit_of(self.node.id, self.node.trace_id)
+
+    @property
+    def id(self) -> int:
+        return self.node.id
+
+    @property
+    def business_key(self) -> str:
+        return self.node.business_key
 
     def flows(self) -> set[int]:
         return set() if self.flow_id is None else {self.flow_id}
-
-    def node(self) -> FlowNode:
-        return FlowNode(
-            self.id,
-            self.kind,
-            self.name,
-            self.service,
-            self.start_ns,
-            self.end_ns,
-            self.status,
-            self.trace_id,
-            self.business_key,
-            self.event_id,
-        )
 
 
 @dataclass
@@ -280,7 +254,7 @@ class Region:
 
 def _read_rows(region: Region, rows: QuerySet[Observation]) -> None:
     for values in rows.filter(flow__isnull=False).values_list(*REGION_FIELDS):
-        region.add(RegionRow(*values))
+        region.add(RegionRow(FlowNode(*values[:-1]), values[-1]))
 
 
 def _read_units(region: Region, units: set[str]) -> None:
@@ -305,21 +279,19 @@ def _read_edges(region: Region, observation_ids: list[int]) -> None:
 def load_region(batch: dict[int, Claimed], new_edges: list[CausalEdge]) -> Region:
     region = Region()
     for obs in batch.values():
-        region.add(
-            RegionRow(
-                obs.id,
-                obs.kind,
-                obs.name,
-                obs.service,
-                obs.start_ns,
-                obs.end_ns,
-                obs.status,
-                obs.trace_id,
-                obs.business_key,
-                obs.event_id,
-                None,
-            )
+        node = FlowNode(
+            obs.id,
+            obs.kind,
+            obs.name,
+            obs.service,
+            obs.start_ns,
+            obs.end_ns,
+            obs.status,
+            obs.trace_id,
+            obs.business_key,
+            obs.event_id,
         )
+        region.add(RegionRow(node, None))
     for edge in new_edges:
         region.edges[edge] = (None, None, False)
     expand = set(region.units)
@@ -566,9 +538,6 @@ def summary_row(
     return row, facets
 
 
-NODE_FIELDS = ("id", "kind", "name", "service", "start_ns", "end_ns", "status", "trace_id", "business_key", "event_id")
-
-
 def write_flow_summaries(
     flow_ids: Iterable[int],
     new_flows: set[int],
@@ -617,7 +586,7 @@ def new_flows_in_hand(
     found: dict[int, tuple[list[FlowNode], list[tuple[int, int]]]] = {flow_id: ([], []) for flow_id in new_flows}
     for obs, flows in memberships.flows.items():
         for flow_id in flows & new_flows:
-            found[flow_id][0].append(region.rows[obs].node())
+            found[flow_id][0].append(region.rows[obs].node)
     for source, target, _ in region.edges:
         cause_flows, effect_flows = memberships.flows.get(source), memberships.flows.get(target)
         if cause_flows is None or effect_flows is None:
